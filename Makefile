@@ -1,0 +1,59 @@
+# cin build. `make` builds build/libcin.{a,so}, build/cin-run, build/cin-bench;
+# `make test` runs the CUnit suite; `make run` installs dependencies and runs the main job.
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   := build
+PKGS    := libavformat libavcodec libswscale libavutil liburing yaml-0.1 openblas
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -fPIC \
+           -Iengine -Iops -Iio -Igraphs -Ipipelines $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+
+LIB_SRC := $(wildcard engine/*.c ops/*.c io/*.c graphs/*.c pipelines/*.c)
+LIB_SRC := $(filter-out pipelines/cin_run.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/main.o $(BUILD)/tests/util.o
+
+all: $(BUILD)/libcin.a $(BUILD)/libcin.so $(BUILD)/cin-run $(BUILD)/cin-bench
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcin.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcin.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/cin-run: $(BUILD)/pipelines/cin_run.o $(BUILD)/libcin.a
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/cin-bench: $(BUILD)/bench/cin_bench.o $(BUILD)/libcin.a
+	$(CC) -o $@ $^ $(LDLIBS)
+
+# The test runner calls test_<file>_register() for every tests/test_<file>.c.
+$(BUILD)/tests/suites.h: $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	@for f in $(TEST_SRC:tests/%.c=%); do echo "SUITE($$f)"; done > $@
+
+$(BUILD)/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
+
+$(BUILD)/cin-tests: $(TEST_OBJ) $(BUILD)/libcin.a
+	$(CC) -o $@ $^ $(LDLIBS) -lcunit
+
+test: all $(BUILD)/cin-tests
+	cd tests && ../$(BUILD)/cin-tests
+
+.PHONY: all test clean deps run install
+clean:
+	rm -rf $(BUILD)
+
+deps:
+	./.ci/deps
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,58 @@
+/* Error codes, their names, and the detailed-message helpers used by every module. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *cin_strerror(int code)
+{
+    switch (code) {
+    case CIN_OK: return "success";
+    case CIN_E_NOMEM: return "out of memory";
+    case CIN_E_INVAL: return "invalid argument";
+    case CIN_E_IO: return "input/output error";
+    case CIN_E_FORMAT: return "malformed or inconsistent file";
+    case CIN_E_SHAPE: return "tensor shape does not fit";
+    case CIN_E_NOTFOUND: return "not found";
+    case CIN_E_UNSUPPORTED: return "not supported";
+    case CIN_E_CONFIG: return "invalid configuration";
+    case CIN_E_DECODE: return "media decode error";
+    default: return "unknown error";
+    }
+}
+
+int cin_err_set(cin_err *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    return code;
+}
+
+int cin_err_wrap(cin_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return CIN_E_INVAL;
+    char prefix[256];
+    char old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return err->code;
+}
+
+void cin_err_clear(cin_err *err)
+{
+    if (!err)
+        return;
+    err->code = 0;
+    err->msg[0] = '\0';
+}

@@ -1,0 +1,23 @@
+/* Internal error reporting: a status code plus a detailed message naming the file, field or
+ * tensor and what was expected. Every module fills a caller-provided cin_err; the public API
+ * copies it into the handle that failed (see cin.h for the codes). */
+#ifndef CIN_ERROR_H
+#define CIN_ERROR_H
+
+#include "cin.h"
+
+typedef struct cin_err {
+    int code;          /* 0 or a negative CIN_E_* */
+    char msg[512];     /* human-readable detail, empty when code == 0 */
+} cin_err;
+
+/* Records code and a printf-style message in err (if err is not NULL); returns code. */
+int cin_err_set(cin_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to an error already recorded, e.g. the file it came from. */
+int cin_err_wrap(cin_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void cin_err_clear(cin_err *err);
+
+#endif

@@ -1,0 +1,45 @@
+/* Helpers shared by the test suites. */
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+double tu_rel_err(const float *a, const float *b, size_t n)
+{
+    double max_b = 1.0, max_d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= max_d))
+            max_d = d; /* NaN propagates as a failure */
+        if (fabs(b[i]) > max_b)
+            max_b = fabs(b[i]);
+    }
+    return max_d / max_b;
+}
+
+const char *tu_tmp_path(const char *name)
+{
+    static char dir[64];
+    static char paths[64][256];
+    static int n;
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/cin-tests-XXXXXX");
+        if (!mkdtemp(dir))
+            abort();
+    }
+    char *p = paths[n++ % 64];
+    snprintf(p, 256, "%s/%s", dir, name);
+    return p;
+}
+
+int tu_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}

@@ -1,0 +1,16 @@
+/* Helpers shared by the test suites: golden files, tolerances, temporary files. */
+#ifndef CIN_TEST_UTIL_H
+#define CIN_TEST_UTIL_H
+
+#include <stddef.h>
+
+/* max |a - b| / max(1, max |b|): the relative error every golden test bounds by 1e-4. */
+double tu_rel_err(const float *a, const float *b, size_t n);
+
+/* A fresh path under a per-run temporary directory; the returned string lives until exit. */
+const char *tu_tmp_path(const char *name);
+
+/* Writes len bytes to path; returns 0 on success. */
+int tu_write_file(const char *path, const void *data, size_t len);
+
+#endif
