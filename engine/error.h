@@ -6,10 +6,7 @@
 
 #include "cin.h"
 
-typedef struct cin_err {
-    int code;          /* 0 or a negative CIN_E_* */
-    char msg[512];     /* human-readable detail, empty when code == 0 */
-} cin_err;
+/* cin_err itself is public (cin.h): {code, msg}. */
 
 /* Records code and a printf-style message in err (if err is not NULL); returns code. */
 int cin_err_set(cin_err *err, int code, const char *fmt, ...)

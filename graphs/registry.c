@@ -1,0 +1,55 @@
+/* cin_model_load: picks the model family, opens the weights and builds the graph. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+#include "weights.h"
+#include "x3d.h"
+
+static const char *layout_name(x3d_layout l)
+{
+    return l == X3D_SLOWFAST ? "slowfast" : "pytorchvideo";
+}
+
+static int open_weights(const cin_model_opts *o, wsrc **w, cin_err *err)
+{
+    if (o->weights)
+        return wsrc_open_file(o->weights, w, err);
+    *w = wsrc_seeded(o->seed);
+    return *w ? 0 : cin_err_set(err, CIN_E_NOMEM, "model: out of memory");
+}
+
+static int load_x3d(const cin_model_opts *o, const cin_logger *log, cin_model **out,
+                    cin_err *err)
+{
+    wsrc *w;
+    int rc = open_weights(o, &w, err);
+    if (rc)
+        return rc;
+    x3d_layout layout = X3D_PYTORCHVIDEO;
+    rc = o->weights ? x3d_detect_layout(w, &layout, err) : 0;
+    x3d_opts xo = {.size = o->size, .crop = o->crop, .pool_window = o->pool_window,
+                   .se_window = o->se_window, .num_classes = o->num_classes};
+    cin_node *root = NULL;
+    int clip_frames = 0;
+    rc = rc ? rc : x3d_build(&xo, w, layout, NULL, NULL, &root, &clip_frames, err);
+    const char *lname = o->weights ? layout_name(layout) : "seeded";
+    if (rc == 0)
+        cin_log(log, CIN_LOG_INFO, "model", "x3d-%s: %s weights from %s", o->size, lname,
+                wsrc_name(w));
+    wsrc_close(w);
+    return rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
+}
+
+int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)
+{
+    if (!out)
+        return cin_err_set(err, CIN_E_INVAL, "model: no output handle");
+    *out = NULL;
+    if (!opts || !opts->arch)
+        return cin_err_set(err, CIN_E_CONFIG, "model: arch missing, expected one of: x3d");
+    cin_logger log = {opts->log, opts->log_user, opts->log_level};
+    if (strcmp(opts->arch, "x3d") == 0)
+        return load_x3d(opts, &log, out, err);
+    return cin_err_set(err, CIN_E_CONFIG, "model: arch '%s', expected one of: x3d", opts->arch);
+}
