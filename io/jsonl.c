@@ -1,0 +1,170 @@
+/* JSON-lines sink: each output becomes one JSON object built with jansson (which does the
+ * escaping), printed into a buffer the sink keeps, and written with the newline in one call,
+ * then flushed. Files are unbuffered, so that call is one write(2) of a whole line. */
+#include "jsonl.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 15 significant digits print any decimal a double was read from unchanged (4.1, not
+ * 4.0999999999999996); scores are first rounded to their shortest float form. */
+#define JSONL_DUMP_FLAGS JSON_REAL_PRECISION(15)
+
+struct jsonl_sink {
+    FILE *f;
+    int is_stdout;
+    char *name;                 /* the path, or "stdout", for messages */
+    char *line;                 /* the last line printed; grows, never shrinks */
+    size_t cap;
+};
+
+int jsonl_open(const char *path, jsonl_sink **out, cin_err *err)
+{
+    *out = NULL;
+    jsonl_sink *s = calloc(1, sizeof *s);
+    int to_stdout = !strcmp(path, "-");
+    if (s)
+        s->name = strdup(to_stdout ? "stdout" : path);
+    if (!s || !s->name) {
+        free(s);
+        return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", path);
+    }
+    s->is_stdout = to_stdout;
+    s->f = to_stdout ? stdout : fopen(path, "w");
+    if (!s->f) {
+        int rc = cin_err_set(err, CIN_E_IO, "%s: cannot open for writing: %s", path,
+                             strerror(errno));
+        free(s->name);
+        free(s);
+        return rc;
+    }
+    if (!to_stdout)
+        setvbuf(s->f, NULL, _IONBF, 0);
+    *out = s;
+    return 0;
+}
+
+static json_t *jsonl_real(double d)
+{
+    return isfinite(d) ? json_real(d) : json_null();
+}
+
+/* The double whose shortest decimal is the float's shortest round-trip form (0.13f -> 0.13,
+ * not 0.129999995231628). */
+static double jsonl_short(float f)
+{
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f)
+            return strtod(buf, NULL);
+    }
+    return (double)f;
+}
+
+static int jsonl_nomem(const jsonl_sink *s, cin_err *err)
+{
+    return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", s->name);
+}
+
+/* {"label": ..., "index": ..., "score": ...} for entry i of the top-k list, into *out. */
+static int jsonl_entry(const jsonl_sink *s, int i, int index, float score,
+                       const char *const *labels, json_t **out, cin_err *err)
+{
+    json_t *label = NULL;
+    if (index < 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: topk[%d]: negative class index %d", s->name,
+                           i, index);
+    if (labels && (!labels[index] || !(label = json_string(labels[index]))))
+        return cin_err_set(err, CIN_E_INVAL, "%s: topk[%d]: label of class %d is %s", s->name,
+                           i, index, labels[index] ? "not valid UTF-8" : "missing");
+    json_t *e = json_object();
+    int bad = !e;
+    if (label)
+        bad |= json_object_set_new(e, "label", label);
+    bad |= json_object_set_new(e, "index", json_integer(index));
+    bad |= json_object_set_new(e, "score", jsonl_real(jsonl_short(score)));
+    if (bad) {
+        json_decref(e);
+        return jsonl_nomem(s, err);
+    }
+    *out = e;
+    return 0;
+}
+
+static int jsonl_topk(const jsonl_sink *s, const int *idx, const float *score, int k,
+                      const char *const *labels, json_t **out, cin_err *err)
+{
+    json_t *list = json_array();
+    if (!list)
+        return jsonl_nomem(s, err);
+    for (int i = 0; i < k; i++) {
+        json_t *e = NULL;
+        int rc = jsonl_entry(s, i, idx[i], score[i], labels, &e, err);
+        if (!rc && json_array_append_new(list, e))
+            rc = jsonl_nomem(s, err);
+        if (rc) {
+            json_decref(list);
+            return rc;
+        }
+    }
+    *out = list;
+    return 0;
+}
+
+/* Prints rec and its newline into s->line and writes them in one call. */
+static int jsonl_emit(jsonl_sink *s, const json_t *rec, cin_err *err)
+{
+    size_t n = json_dumpb(rec, s->line, s->cap, JSONL_DUMP_FLAGS);
+    if (n > 0 && n + 1 > s->cap) {
+        char *grown = realloc(s->line, 2 * (n + 1));
+        if (!grown)
+            return jsonl_nomem(s, err);
+        s->line = grown;
+        s->cap = 2 * (n + 1);
+        n = json_dumpb(rec, s->line, s->cap, JSONL_DUMP_FLAGS);
+    }
+    if (n == 0)
+        return cin_err_set(err, CIN_E_NOMEM, "%s: cannot print the record", s->name);
+    s->line[n] = '\n';
+    if (fwrite(s->line, 1, n + 1, s->f) != n + 1 || fflush(s->f) != 0)
+        return cin_err_set(err, CIN_E_IO, "%s: write failed: %s", s->name, strerror(errno));
+    return 0;
+}
+
+int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
+                int k, const char *const *labels, double latency_ms, cin_err *err)
+{
+    json_t *topk = NULL;
+    int rc = jsonl_topk(s, idx, score, k, labels, &topk, err);
+    if (rc)
+        return rc;
+    json_t *rec = json_object();
+    int bad = !rec;
+    bad |= json_object_set_new(rec, "frame", json_integer((json_int_t)frame));
+    bad |= json_object_set_new(rec, "pts", jsonl_real(pts));
+    bad |= json_object_set_new(rec, "topk", topk);
+    bad |= json_object_set_new(rec, "latency_ms", jsonl_real(latency_ms));
+    rc = bad ? jsonl_nomem(s, err) : jsonl_emit(s, rec, err);
+    json_decref(rec);
+    return rc;
+}
+
+int jsonl_close(jsonl_sink *s, cin_err *err)
+{
+    int rc = 0;
+    if (!s)
+        return 0;
+    if (fflush(s->f) != 0)
+        rc = cin_err_set(err, CIN_E_IO, "%s: flush failed: %s", s->name, strerror(errno));
+    if (!s->is_stdout && fclose(s->f) != 0 && !rc)
+        rc = cin_err_set(err, CIN_E_IO, "%s: close failed: %s", s->name, strerror(errno));
+    free(s->line);
+    free(s->name);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,41 @@
+/* The JSON-lines result sink: one JSON object per model output, one output per line, so a
+ * consumer can follow the file as it grows (tail -f | jq). Each line is written whole and
+ * flushed, so an interrupted run leaves only complete lines.
+ *
+ *     jsonl_sink *s;
+ *     if (jsonl_open("results.jsonl", &s, &err) != 0)        // "-" writes to stdout
+ *         return err.code;
+ *     jsonl_write(s, 41, 4.1, idx, score, 5, names, 3.2, &err);
+ *     // {"frame":41,"pts":4.1,"topk":[{"label":"abseiling","index":0,"score":0.13},...],
+ *     //  "latency_ms":3.2}
+ *     jsonl_close(s, &err);
+ *
+ * A sink is not thread-safe: one thread writes to it at a time.
+ */
+#ifndef CIN_JSONL_H
+#define CIN_JSONL_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct jsonl_sink jsonl_sink;
+
+/* Creates (truncates) the file at path, or uses stdout for "-". Returns 0 or CIN_E_IO /
+ * CIN_E_NOMEM; *out is NULL on error. */
+int jsonl_open(const char *path, jsonl_sink **out, cin_err *err);
+
+/* Appends one line: frame number, presentation time in seconds, the k classes idx[i] with
+ * their score[i], and the latency of this output in milliseconds. labels, when not NULL, is
+ * indexed by class and adds "label" to each entry (it must hold every idx[i]; each label must be
+ * UTF-8, else CIN_E_INVAL and nothing is written). Scores print with the fewest digits that
+ * read back as the same float; a non-finite number prints as null. Returns 0, CIN_E_INVAL,
+ * CIN_E_IO or CIN_E_NOMEM. */
+int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
+                int k, const char *const *labels, double latency_ms, cin_err *err);
+
+/* Flushes, closes the file (stdout is flushed, not closed) and frees s, also when the flush
+ * or close fails (then CIN_E_IO). NULL is allowed. */
+int jsonl_close(jsonl_sink *s, cin_err *err);
+
+#endif

@@ -1,0 +1,834 @@
+/* Pipeline configuration: a YAML file (read with libyaml's document API) to a validated
+ * pipe_config. Each section is read as a pcfg_map; the typed getters look a key up, check its
+ * value and, on error, name the file, line:column, dotted field and what was expected, so a
+ * user can fix the file from one message. Absent keys keep the defaults set beforehand. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define PCFG_MAX_BYTES (1 << 20)    /* a pipeline file is a few hundred bytes */
+#define PCFG_FIELD_MAX 96
+#define PCFG_GOT_MAX 48             /* a quoted value in a message is cut to this */
+#define PCFG_DIGITS "0123456789"
+#define PCFG_MAX_SIDE 16384         /* the largest resize io/video.h accepts */
+
+typedef struct pcfg_ctx {
+    const char *file;               /* the path as given, for messages */
+    size_t dir_len;                 /* bytes of file up to and including its last '/' */
+    yaml_document_t *doc;
+    cin_err *err;
+} pcfg_ctx;
+
+/* A mapping being read: the top level (""), a section ("model") or a sink ("sinks[0]"). */
+typedef struct pcfg_map {
+    pcfg_ctx *ctx;
+    yaml_node_t *node;              /* a mapping node, or NULL when the section is absent */
+    const char *name;
+} pcfg_map;
+
+static const char *const pcfg_x3d_sizes[] = {"xs", "s", "m", "l", NULL};
+
+/* The model families cin can build. A new family is one row here (and its builder in
+ * graphs/); sizes is NULL for a family that takes no size. */
+static const struct pcfg_arch {
+    const char *name;
+    const char *const *sizes;
+} pcfg_archs[] = {
+    {"x3d", pcfg_x3d_sizes},
+};
+#define PCFG_N_ARCHS (int)(sizeof pcfg_archs / sizeof pcfg_archs[0])
+
+static const char *const pcfg_top_keys[] = {
+    "source", "preprocess", "model", "postprocess", "sinks", NULL};
+static const char *const pcfg_source_keys[] = {"type", "uri", "path", NULL};
+static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std", NULL};
+static const char *const pcfg_model_keys[] = {
+    "arch", "size", "weights", "seed", "mode", "pool_window", "se_window", "num_classes",
+    NULL};
+static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
+static const char *const pcfg_sink_keys[] = {"type", "path", NULL};
+
+/* Indexed by the pipe_* enums. */
+static const char *const pcfg_source_types[] = {"video", "npy", NULL};
+static const char *const pcfg_modes[] = {"continual", "clip", NULL};
+static const char *const pcfg_sink_types[] = {"jsonl", "npy", NULL};
+
+/* ---- messages ---- */
+
+/* Copies src into dst (cap >= 4) so that it stays one printable line: control characters
+ * become '?', and a long text is cut on a UTF-8 character boundary and ends in "...". */
+static void pcfg_clean(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src), keep = n < cap ? n : cap - 4;
+    while (keep < n && keep > 0 && ((unsigned char)src[keep] & 0xC0) == 0x80)
+        keep--;
+    for (size_t i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c < 0x20 || c == 0x7F) ? '?' : (char)c;
+    }
+    strcpy(dst + keep, keep < n ? "..." : "");
+}
+
+/* How a found value reads in a message: 'text' for a scalar, else the kind of node. */
+static const char *pcfg_got(const yaml_node_t *n, char *buf, size_t cap)
+{
+    if (!n)
+        return "nothing";
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    char text[PCFG_GOT_MAX];
+    pcfg_clean(text, sizeof text, (const char *)n->data.scalar.value);
+    snprintf(buf, cap, "'%s'", text);
+    return buf;
+}
+
+static int pcfg_fail(const pcfg_ctx *ctx, const yaml_node_t *at, const char *field,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Records "file[:line:col]: [field: ]detail" as a CIN_E_CONFIG error. */
+static int pcfg_fail(const pcfg_ctx *ctx, const yaml_node_t *at, const char *field,
+                     const char *fmt, ...)
+{
+    char where[64] = "", detail[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    if (at)
+        snprintf(where, sizeof where, ":%zu:%zu", at->start_mark.line + 1,
+                 at->start_mark.column + 1);
+    return cin_err_set(ctx->err, CIN_E_CONFIG, "%s%s: %s%s%s", ctx->file, where,
+                       field ? field : "", field ? ": " : "", detail);
+}
+
+static int pcfg_expected(const pcfg_ctx *ctx, const yaml_node_t *v, const char *field,
+                         const char *want)
+{
+    char got[PCFG_GOT_MAX + 8];
+    return pcfg_fail(ctx, v, field, "expected %s, got %s", want, pcfg_got(v, got, sizeof got));
+}
+
+static int pcfg_missing(const pcfg_ctx *ctx, const char *field)
+{
+    return pcfg_fail(ctx, NULL, field, "missing (required)");
+}
+
+static int pcfg_nomem(const pcfg_ctx *ctx)
+{
+    return cin_err_set(ctx->err, CIN_E_NOMEM, "%s: out of memory", ctx->file);
+}
+
+/* "a, b, c" from a NULL-terminated list. */
+static void pcfg_join(char *buf, size_t cap, const char *const *names)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; names[i] && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", names[i]);
+}
+
+static void pcfg_field(char *buf, const char *map_name, const char *key)
+{
+    char clean[PCFG_FIELD_MAX / 2];
+    pcfg_clean(clean, sizeof clean, key);
+    snprintf(buf, PCFG_FIELD_MAX, "%s%s%s", map_name, map_name[0] ? "." : "", clean);
+}
+
+/* ---- nodes ---- */
+
+static yaml_node_t *pcfg_node(const pcfg_ctx *ctx, int id)
+{
+    return yaml_document_get_node(ctx->doc, id);
+}
+
+/* A plain empty, ~ or null scalar: treated as if the key were absent. */
+static int pcfg_is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = (const char *)n->data.scalar.value;
+    return !s[0] || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+/* n is a scalar reading text (a key name, or a value such as "-"). */
+static int pcfg_is_text(const yaml_node_t *n, const char *text)
+{
+    return n && n->type == YAML_SCALAR_NODE && !strcmp((const char *)n->data.scalar.value, text);
+}
+
+/* The value of key in m; NULL when m is absent, the key is absent or its value is null. */
+static yaml_node_t *pcfg_find(const pcfg_map *m, const char *key)
+{
+    if (!m->node)
+        return NULL;
+    yaml_node_pair_t *p = m->node->data.mapping.pairs.start;
+    for (; p < m->node->data.mapping.pairs.top; p++) {
+        if (!pcfg_is_text(pcfg_node(m->ctx, p->key), key))
+            continue;
+        yaml_node_t *v = pcfg_node(m->ctx, p->value);
+        return (v && !pcfg_is_null(v)) ? v : NULL;
+    }
+    return NULL;
+}
+
+static int pcfg_in(const char *const *names, const char *s)
+{
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], s))
+            return i;
+    return -1;
+}
+
+/* Every key of m must be a known name and appear once. */
+static int pcfg_check_keys(const pcfg_map *m, const char *const *known)
+{
+    const pcfg_ctx *ctx = m->ctx;
+    yaml_node_pair_t *start = m->node->data.mapping.pairs.start;
+    char field[PCFG_FIELD_MAX], list[256];
+    for (yaml_node_pair_t *p = start; p < m->node->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = pcfg_node(ctx, p->key);
+        if (!k || k->type != YAML_SCALAR_NODE)
+            return pcfg_expected(ctx, k, m->name[0] ? m->name : NULL, "a key name");
+        const char *key = (const char *)k->data.scalar.value;
+        pcfg_field(field, m->name, key);
+        pcfg_join(list, sizeof list, known);
+        if (pcfg_in(known, key) < 0)
+            return pcfg_fail(ctx, k, field, "unknown key (known: %s)", list);
+        for (yaml_node_pair_t *q = start; q < p; q++) {
+            yaml_node_t *first = pcfg_node(ctx, q->key);
+            if (pcfg_is_text(first, key))
+                return pcfg_fail(ctx, k, field, "duplicate key (first at %zu:%zu)",
+                                 first->start_mark.line + 1, first->start_mark.column + 1);
+        }
+    }
+    return 0;
+}
+
+/* Section key of parent into *out; an absent or null section leaves out->node NULL. */
+static int pcfg_section(const pcfg_map *parent, const char *key, const char *const *known,
+                        int required, pcfg_map *out)
+{
+    *out = (pcfg_map){parent->ctx, pcfg_find(parent, key), key};
+    if (!out->node)
+        return required ? pcfg_missing(parent->ctx, key) : 0;
+    if (out->node->type != YAML_MAPPING_NODE)
+        return pcfg_expected(parent->ctx, out->node, key, "a mapping");
+    return pcfg_check_keys(out, known);
+}
+
+/* The text of scalar v; a list, a mapping or an embedded NUL is "expected want". */
+static int pcfg_text(const pcfg_ctx *ctx, const yaml_node_t *v, const char *field,
+                     const char *want, const char **out)
+{
+    *out = "";
+    if (v->type != YAML_SCALAR_NODE)
+        return pcfg_expected(ctx, v, field, want);
+    *out = (const char *)v->data.scalar.value;
+    if (strlen(*out) != v->data.scalar.length)
+        return pcfg_fail(ctx, v, field, "expected %s, got text with a NUL character", want);
+    return 0;
+}
+
+/* ---- scalars ---- */
+
+/* A decimal number: [+-]digits[.digits][e[+-]digits], ".5" and "5." included; no inf, nan
+ * or hex, which strtod alone would take. */
+static int pcfg_parse_real(const char *s, double *out)
+{
+    const char *p = s + (*s == '+' || *s == '-');
+    size_t whole = strspn(p, PCFG_DIGITS), frac = 0;
+    p += whole;
+    if (*p == '.') {
+        frac = strspn(++p, PCFG_DIGITS);
+        p += frac;
+    }
+    if (whole + frac == 0)
+        return -1;
+    if (*p == 'e' || *p == 'E') {
+        p += 1 + (p[1] == '+' || p[1] == '-');
+        size_t exp = strspn(p, PCFG_DIGITS);
+        if (!exp)
+            return -1;
+        p += exp;
+    }
+    double v = strtod(s, NULL);
+    if (*p || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Base 10 with an optional sign; -1 if not an integer or out of long long's range. */
+static int pcfg_parse_int(const char *s, long long *out)
+{
+    const char *p = s + (*s == '+' || *s == '-');
+    if (!*p || strspn(p, PCFG_DIGITS) != strlen(p))
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    if (errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A number >= lo (> lo when open) at field, from node v. */
+static int pcfg_number(const pcfg_ctx *ctx, const yaml_node_t *v, const char *field, double lo,
+                       int open, const char *want, double *out)
+{
+    const char *s;
+    double d;
+    int rc = pcfg_text(ctx, v, field, want, &s);
+    if (rc)
+        return rc;
+    if (pcfg_parse_real(s, &d) || d < lo || (open && d == lo))
+        return pcfg_expected(ctx, v, field, want);
+    *out = d;
+    return 0;
+}
+
+static int pcfg_get_number(const pcfg_map *m, const char *key, double lo, const char *want,
+                           double *out)
+{
+    char field[PCFG_FIELD_MAX];
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    return pcfg_number(m->ctx, v, field, lo, 0, want, out);
+}
+
+static int pcfg_get_int(const pcfg_map *m, const char *key, long long lo, long long hi,
+                        int *out)
+{
+    char field[PCFG_FIELD_MAX], want[64];
+    const char *s;
+    long long n;
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    if (hi == INT_MAX)
+        snprintf(want, sizeof want, "an integer >= %lld", lo);
+    else
+        snprintf(want, sizeof want, "an integer in %lld..%lld", lo, hi);
+    int rc = pcfg_text(m->ctx, v, field, want, &s);
+    if (rc)
+        return rc;
+    if (pcfg_parse_int(s, &n) || n < lo || n > hi)
+        return pcfg_expected(m->ctx, v, field, want);
+    *out = (int)n;
+    return 0;
+}
+
+static int pcfg_get_u64(const pcfg_map *m, const char *key, uint64_t *out)
+{
+    char field[PCFG_FIELD_MAX];
+    const char *want = "a non-negative integer below 2^64", *s;
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    int rc = pcfg_text(m->ctx, v, field, want, &s);
+    if (rc)
+        return rc;
+    const char *digits = s + (*s == '+');
+    errno = 0;
+    unsigned long long n = strtoull(digits, NULL, 10);
+    if (!*digits || strspn(digits, PCFG_DIGITS) != strlen(digits) || errno == ERANGE)
+        return pcfg_expected(m->ctx, v, field, want);
+    *out = (uint64_t)n;
+    return 0;
+}
+
+/* YAML 1.2 core booleans only: yes/no/on/off are rejected rather than guessed. */
+static int pcfg_get_bool(const pcfg_map *m, const char *key, int *out)
+{
+    static const char *const yes[] = {"true", "True", "TRUE", NULL};
+    static const char *const no[] = {"false", "False", "FALSE", NULL};
+    char field[PCFG_FIELD_MAX];
+    const char *s;
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    int rc = pcfg_text(m->ctx, v, field, "true or false", &s);
+    if (rc)
+        return rc;
+    if (pcfg_in(yes, s) < 0 && pcfg_in(no, s) < 0)
+        return pcfg_expected(m->ctx, v, field, "true or false");
+    *out = pcfg_in(yes, s) >= 0;
+    return 0;
+}
+
+/* One of names; *idx is its index. */
+static int pcfg_get_choice(const pcfg_map *m, const char *key, const char *const *names,
+                           int *idx)
+{
+    char field[PCFG_FIELD_MAX], want[160] = "one of ";
+    const char *s;
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    pcfg_join(want + strlen(want), sizeof want - strlen(want), names);
+    int rc = pcfg_text(m->ctx, v, field, want, &s);
+    if (rc)
+        return rc;
+    if (pcfg_in(names, s) < 0)
+        return pcfg_expected(m->ctx, v, field, want);
+    *idx = pcfg_in(names, s);
+    return 0;
+}
+
+/* 3 numbers, each > 0 when positive, each within float range. */
+static int pcfg_get_vec3(const pcfg_map *m, const char *key, int positive, float out[3])
+{
+    const char *want = positive ? "a list of 3 positive numbers" : "a list of 3 numbers";
+    const char *item_want = positive ? "a positive number" : "a number";
+    char field[PCFG_FIELD_MAX], item[PCFG_FIELD_MAX + 16];
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    if (v->type != YAML_SEQUENCE_NODE)
+        return pcfg_expected(m->ctx, v, field, want);
+    long n = (long)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n != 3)
+        return pcfg_fail(m->ctx, v, field, "expected %s, got %ld", want, n);
+    for (int i = 0; i < 3; i++) {
+        yaml_node_t *e = pcfg_node(m->ctx, v->data.sequence.items.start[i]);
+        double d = 0;
+        snprintf(item, sizeof item, "%s[%d]", field, i);
+        int rc = e ? pcfg_number(m->ctx, e, item, positive ? 0 : -INFINITY, positive,
+                                 item_want, &d) : pcfg_missing(m->ctx, item);
+        if (rc)
+            return rc;
+        out[i] = (float)d;
+        if (!isfinite(out[i]) || (positive && !(out[i] > 0)))
+            return pcfg_expected(m->ctx, e, item, "a number within float range");
+    }
+    return 0;
+}
+
+/* ---- strings and paths ---- */
+
+static int pcfg_has_scheme(const char *s)
+{
+    static const char tail[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               PCFG_DIGITS "+.-";
+    if (!isalpha((unsigned char)s[0]))
+        return 0;
+    return !strncmp(s + 1 + strspn(s + 1, tail), "://", 3);
+}
+
+/* p against the YAML file's directory, unless it is absolute or a URI with a scheme. */
+static char *pcfg_resolve(const pcfg_ctx *ctx, const char *p)
+{
+    if (p[0] == '/' || pcfg_has_scheme(p) || ctx->dir_len == 0)
+        return strdup(p);
+    size_t n = strlen(p);
+    char *r = malloc(ctx->dir_len + n + 1);
+    if (!r)
+        return NULL;
+    memcpy(r, ctx->file, ctx->dir_len);
+    memcpy(r + ctx->dir_len, p, n + 1);
+    return r;
+}
+
+/* A non-empty string; resolved as a path when is_path. Replaces *out. */
+static int pcfg_get_str(const pcfg_map *m, const char *key, int is_path, char **out)
+{
+    char field[PCFG_FIELD_MAX];
+    const char *want = is_path ? "a path" : "a non-empty string", *s;
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    int rc = pcfg_text(m->ctx, v, field, want, &s);
+    if (rc)
+        return rc;
+    if (!s[0])
+        return pcfg_expected(m->ctx, v, field, want);
+    free(*out);
+    *out = is_path ? pcfg_resolve(m->ctx, s) : strdup(s);
+    return *out ? 0 : pcfg_nomem(m->ctx);
+}
+
+/* ---- sections ---- */
+
+static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
+{
+    pcfg_map m;
+    int type = -1;
+    int rc = pcfg_section(top, "source", pcfg_source_keys, 1, &m);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "type", pcfg_source_types, &type);
+    if (rc)
+        return rc;
+
+    yaml_node_t *uri = pcfg_find(&m, "uri"), *path = pcfg_find(&m, "path");
+    if (type < 0)
+        type = (path && !uri) ? PIPE_SOURCE_NPY : PIPE_SOURCE_VIDEO;
+    c->source.type = (pipe_source_type)type;
+    if (type == PIPE_SOURCE_VIDEO && path)
+        return pcfg_fail(top->ctx, path, "source.path",
+                         "only for type npy (a video source takes uri)");
+    if (type == PIPE_SOURCE_NPY && uri)
+        return pcfg_fail(top->ctx, uri, "source.uri",
+                         "only for type video (an npy source takes path)");
+
+    const char *key = type == PIPE_SOURCE_VIDEO ? "uri" : "path";
+    rc = pcfg_get_str(&m, key, 1, &c->source.uri);
+    if (!rc && !c->source.uri)
+        rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_VIDEO ? "source.uri" : "source.path");
+    return rc;
+}
+
+static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
+{
+    pcfg_map m;
+    int rc = pcfg_section(top, "preprocess", pcfg_pre_keys, 0, &m);
+    if (!rc)
+        rc = pcfg_get_number(&m, "fps", 0, "a non-negative number", &c->preprocess.fps);
+    if (!rc)
+        rc = pcfg_get_int(&m, "resize", 1, PCFG_MAX_SIDE, &c->preprocess.resize);
+    if (!rc)
+        rc = pcfg_get_int(&m, "crop", 1, INT_MAX, &c->preprocess.crop);
+    if (!rc)
+        rc = pcfg_get_vec3(&m, "mean", 0, c->preprocess.mean);
+    if (!rc)
+        rc = pcfg_get_vec3(&m, "std", 1, c->preprocess.std);
+    if (rc || c->preprocess.crop <= c->preprocess.resize)
+        return rc;
+
+    /* Blame the key the user wrote: crop if given, else resize (below the default crop). */
+    yaml_node_t *crop = pcfg_find(&m, "crop");
+    if (crop)
+        return pcfg_fail(top->ctx, crop, "preprocess.crop",
+                         "expected at most preprocess.resize (%d), got %d",
+                         c->preprocess.resize, c->preprocess.crop);
+    return pcfg_fail(top->ctx, pcfg_find(&m, "resize"), "preprocess.resize",
+                     "expected at least preprocess.crop (%d, the default), got %d",
+                     c->preprocess.crop, c->preprocess.resize);
+}
+
+static int pcfg_parse_arch(const pcfg_map *m, pipe_config *c, const struct pcfg_arch **arch)
+{
+    const char *names[PCFG_N_ARCHS + 1];
+    int i = -1;
+    for (int a = 0; a < PCFG_N_ARCHS; a++)
+        names[a] = pcfg_archs[a].name;
+    names[PCFG_N_ARCHS] = NULL;
+    int rc = pcfg_get_choice(m, "arch", names, &i);
+    if (rc)
+        return rc;
+    if (i < 0)
+        return pcfg_missing(m->ctx, "model.arch");
+    *arch = &pcfg_archs[i];
+    c->model.arch = strdup(names[i]);
+    return c->model.arch ? 0 : pcfg_nomem(m->ctx);
+}
+
+static int pcfg_parse_size(const pcfg_map *m, pipe_config *c, const struct pcfg_arch *arch)
+{
+    int i = -1;
+    yaml_node_t *v = pcfg_find(m, "size");
+    if (!arch->sizes)
+        return v ? pcfg_fail(m->ctx, v, "model.size", "arch %s takes no size", arch->name) : 0;
+    int rc = pcfg_get_choice(m, "size", arch->sizes, &i);
+    if (rc)
+        return rc;
+    if (i < 0)
+        return pcfg_fail(m->ctx, NULL, "model.size", "missing (required for arch %s)",
+                         arch->name);
+    c->model.size = strdup(arch->sizes[i]);
+    return c->model.size ? 0 : pcfg_nomem(m->ctx);
+}
+
+static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
+{
+    pcfg_map m;
+    const struct pcfg_arch *arch = NULL;
+    int mode = PIPE_MODE_CONTINUAL;
+    int rc = pcfg_section(top, "model", pcfg_model_keys, 1, &m);
+    if (!rc)
+        rc = pcfg_parse_arch(&m, c, &arch);
+    if (!rc)
+        rc = pcfg_parse_size(&m, c, arch);
+    if (!rc)
+        rc = pcfg_get_str(&m, "weights", 1, &c->model.weights);
+    if (!rc)
+        rc = pcfg_get_u64(&m, "seed", &c->model.seed);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "mode", pcfg_modes, &mode);
+    if (!rc)
+        rc = pcfg_get_int(&m, "pool_window", 1, INT_MAX, &c->model.pool_window);
+    if (!rc)
+        rc = pcfg_get_int(&m, "se_window", 1, INT_MAX, &c->model.se_window);
+    if (!rc)
+        rc = pcfg_get_int(&m, "num_classes", 1, INT_MAX, &c->model.num_classes);
+    c->model.mode = (pipe_mode)mode;
+    return rc;
+}
+
+/* After the model: topk is bounded by model.num_classes. */
+static int pcfg_parse_postprocess(const pcfg_map *top, pipe_config *c)
+{
+    pcfg_map m;
+    int classes = c->model.num_classes;
+    c->postprocess.topk = classes < 5 ? classes : 5;
+    int rc = pcfg_section(top, "postprocess", pcfg_post_keys, 0, &m);
+    if (!rc)
+        rc = pcfg_get_bool(&m, "softmax", &c->postprocess.softmax);
+    if (!rc)
+        rc = pcfg_get_int(&m, "topk", 1, classes, &c->postprocess.topk);
+    if (!rc)
+        rc = pcfg_get_str(&m, "labels", 1, &c->postprocess.labels);
+    return rc;
+}
+
+/* One list item of sinks, named name ("sinks[0]"). */
+static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, pipe_sink *sink)
+{
+    char field[PCFG_FIELD_MAX];
+    pcfg_map m = {ctx, v, name};
+    int type = -1;
+    if (!v)
+        return pcfg_missing(ctx, name);
+    if (v->type != YAML_MAPPING_NODE)
+        return pcfg_expected(ctx, v, name, "a mapping with type and path");
+    int rc = pcfg_check_keys(&m, pcfg_sink_keys);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "type", pcfg_sink_types, &type);
+    if (rc)
+        return rc;
+    pcfg_field(field, name, "type");
+    if (type < 0)
+        return pcfg_missing(ctx, field);
+    sink->type = (pipe_sink_type)type;
+
+    /* "-" is stdout, kept as written rather than resolved as a file name. */
+    yaml_node_t *path = pcfg_find(&m, "path");
+    int to_stdout = pcfg_is_text(path, "-");
+    pcfg_field(field, name, "path");
+    if (!path)
+        return pcfg_missing(ctx, field);
+    if (to_stdout && type != PIPE_SINK_JSONL)
+        return pcfg_expected(ctx, path, field, "a file path (npy cannot go to stdout)");
+    if (!to_stdout)
+        return pcfg_get_str(&m, "path", 1, &sink->path);
+    sink->path = strdup("-");
+    return sink->path ? 0 : pcfg_nomem(ctx);
+}
+
+static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
+{
+    char name[32];
+    yaml_node_t *v = pcfg_find(top, "sinks");
+    if (!v) {
+        c->n_sinks = 1;
+        c->sinks[0] = (pipe_sink){PIPE_SINK_JSONL, strdup("-")};
+        return c->sinks[0].path ? 0 : pcfg_nomem(top->ctx);
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return pcfg_expected(top->ctx, v, "sinks", "a list of sinks");
+    long n = (long)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n < 1 || n > PIPE_MAX_SINKS)
+        return pcfg_fail(top->ctx, v, "sinks", "expected 1 to %d sinks, got %ld",
+                         PIPE_MAX_SINKS, n);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "sinks[%d]", i);
+        c->n_sinks = i + 1;
+        yaml_node_t *item = pcfg_node(top->ctx, v->data.sequence.items.start[i]);
+        int rc = pcfg_parse_sink(top->ctx, item, name, &c->sinks[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
+{
+    yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
+    if (!root)
+        return cin_err_set(ctx->err, CIN_E_CONFIG,
+                           "%s: empty file (expected a mapping with source, model, ...)",
+                           ctx->file);
+    if (root->type != YAML_MAPPING_NODE)
+        return pcfg_expected(ctx, root, NULL, "a mapping at the top level");
+    pcfg_map top = {ctx, root, ""};
+    int rc = pcfg_check_keys(&top, pcfg_top_keys);
+    if (!rc)
+        rc = pcfg_parse_source(&top, c);
+    if (!rc)
+        rc = pcfg_parse_preprocess(&top, c);
+    if (!rc)
+        rc = pcfg_parse_model(&top, c);
+    if (!rc)
+        rc = pcfg_parse_postprocess(&top, c);
+    if (!rc)
+        rc = pcfg_parse_sinks(&top, c);
+    return rc;
+}
+
+/* ---- the file ---- */
+
+/* Grows *buf (capacity *cap) for the next read; the buffer never exceeds max + 1 bytes. */
+static int pcfg_grow(unsigned char **buf, size_t *cap, size_t max)
+{
+    size_t want = *cap ? *cap * 2 : 4096;
+    want = want > max + 1 ? max + 1 : want;
+    unsigned char *grown = realloc(*buf, want);
+    if (!grown)
+        return -1;
+    *buf = grown;
+    *cap = want;
+    return 0;
+}
+
+/* The whole file into *buf (*len bytes); more than PCFG_MAX_BYTES is refused. */
+static int pcfg_read(const char *path, unsigned char **buf, size_t *len, cin_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 0, got = 1;
+    *len = 0;
+    while (got > 0 && *len <= PCFG_MAX_BYTES) {
+        if (*len == cap && pcfg_grow(buf, &cap, PCFG_MAX_BYTES)) {
+            fclose(f);
+            return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", path);
+        }
+        got = fread(*buf + *len, 1, cap - *len, f);
+        *len += got;
+    }
+    int failed = ferror(f), e = errno;
+    fclose(f);
+    if (failed)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot read: %s", path, strerror(e));
+    if (*len > PCFG_MAX_BYTES)
+        return cin_err_set(err, CIN_E_CONFIG, "%s: larger than %d bytes, not a pipeline file",
+                           path, PCFG_MAX_BYTES);
+    return 0;
+}
+
+static int pcfg_yaml_error(const pcfg_ctx *ctx, const yaml_parser_t *p)
+{
+    const char *problem = p->problem ? p->problem : "syntax error";
+    if (p->error == YAML_MEMORY_ERROR)
+        return pcfg_nomem(ctx);
+    if (p->error == YAML_READER_ERROR)
+        return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: invalid YAML at byte %zu: %s",
+                           ctx->file, p->problem_offset, problem);
+    if (!p->context)
+        return cin_err_set(ctx->err, CIN_E_CONFIG, "%s:%zu:%zu: invalid YAML: %s", ctx->file,
+                           p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
+    return cin_err_set(ctx->err, CIN_E_CONFIG, "%s:%zu:%zu: invalid YAML: %s (%s at %zu:%zu)",
+                       ctx->file, p->problem_mark.line + 1, p->problem_mark.column + 1, problem,
+                       p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+}
+
+/* The first document of the stream into doc; a second document is an error. */
+static int pcfg_load_doc(const pcfg_ctx *ctx, const unsigned char *buf, size_t len,
+                         yaml_document_t *doc)
+{
+    yaml_parser_t parser;
+    yaml_document_t extra;
+    if (!yaml_parser_initialize(&parser))
+        return pcfg_nomem(ctx);
+    yaml_parser_set_input_string(&parser, buf, len);
+    int rc = 0;
+    if (!yaml_parser_load(&parser, doc)) {
+        rc = pcfg_yaml_error(ctx, &parser);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    if (!yaml_parser_load(&parser, &extra)) {
+        rc = pcfg_yaml_error(ctx, &parser);
+    } else {
+        yaml_node_t *second = yaml_document_get_root_node(&extra);
+        if (second)
+            rc = pcfg_fail(ctx, second, NULL, "expected one YAML document, found a second");
+        yaml_document_delete(&extra);
+    }
+    if (rc)
+        yaml_document_delete(doc);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+static void pcfg_defaults(pipe_config *c)
+{
+    c->source.type = PIPE_SOURCE_VIDEO;
+    c->preprocess.fps = 0;
+    c->preprocess.resize = 182;
+    c->preprocess.crop = 160;
+    for (int i = 0; i < 3; i++) {
+        c->preprocess.mean[i] = 0.45f;
+        c->preprocess.std[i] = 0.225f;
+    }
+    c->model.mode = PIPE_MODE_CONTINUAL;
+    c->model.se_window = 1;
+    c->model.num_classes = 400;
+    c->postprocess.softmax = 1;
+}
+
+int pipe_config_load(const char *path, pipe_config **out, cin_err *err)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    yaml_document_t doc;
+    pcfg_ctx ctx = {path, 0, &doc, err};
+    const char *slash = strrchr(path, '/');
+    ctx.dir_len = slash ? (size_t)(slash - path) + 1 : 0;
+    *out = NULL;
+
+    int rc = pcfg_read(path, &buf, &len, err);
+    if (!rc)
+        rc = pcfg_load_doc(&ctx, buf, len, &doc);
+    free(buf);
+    if (rc)
+        return rc;
+
+    pipe_config *c = calloc(1, sizeof *c);
+    rc = c ? 0 : pcfg_nomem(&ctx);
+    if (!rc) {
+        pcfg_defaults(c);
+        c->path = strdup(path);
+        rc = c->path ? pcfg_parse_doc(&ctx, c) : pcfg_nomem(&ctx);
+    }
+    yaml_document_delete(&doc);
+    if (rc) {
+        pipe_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void pipe_config_free(pipe_config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->source.uri);
+    free(c->model.arch);
+    free(c->model.size);
+    free(c->model.weights);
+    free(c->postprocess.labels);
+    for (int i = 0; i < c->n_sinks; i++)
+        free(c->sinks[i].path);
+    free(c);
+}

@@ -1,0 +1,76 @@
+/* The pipeline configuration read by cin-run: one YAML file naming the source, the
+ * preprocessing, the model, the post-processing and the sinks. Loading validates every key and
+ * fills defaults, so the rest of the pipeline never sees a partial or ill-typed setting.
+ * docs/pipeline.md documents every key.
+ *
+ *     pipe_config *cfg;
+ *     cin_err err;
+ *     if (pipe_config_load("pipe.yaml", &cfg, &err) != 0) {
+ *         fprintf(stderr, "%s\n", err.msg);   // "pipe.yaml:3:8: model.size: expected ..."
+ *         return 1;
+ *     }
+ *     run(cfg->source.uri, cfg->model.arch, ...);
+ *     pipe_config_free(cfg);
+ */
+#ifndef CIN_PIPE_CONFIG_H
+#define CIN_PIPE_CONFIG_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+#define PIPE_MAX_SINKS 8
+
+typedef enum { PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY } pipe_source_type;
+typedef enum { PIPE_MODE_CONTINUAL, PIPE_MODE_CLIP } pipe_mode;
+typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY } pipe_sink_type;
+
+typedef struct pipe_sink {
+    pipe_sink_type type;
+    char *path;                 /* resolved; "-" = stdout (jsonl only) */
+} pipe_sink;
+
+/* Every path below is resolved against the directory of the YAML file, except absolute
+ * paths, "-" and URIs with a scheme ("rtsp://..."). Strings are owned by the config. */
+typedef struct pipe_config {
+    char *path;                 /* the YAML file itself, as given to pipe_config_load */
+    struct {
+        pipe_source_type type;
+        char *uri;              /* source.uri (video) or source.path (npy) */
+    } source;
+    struct {
+        double fps;             /* 0 = every frame */
+        int resize;             /* shorter side, pixels */
+        int crop;               /* centre crop side, pixels, <= resize */
+        float mean[3];
+        float std[3];
+    } preprocess;
+    struct {
+        char *arch;             /* a known family, e.g. "x3d" */
+        char *size;             /* a size of that family, e.g. "s"; NULL if it has none */
+        char *weights;          /* NULL: seeded weights */
+        uint64_t seed;
+        pipe_mode mode;
+        int pool_window;        /* 0 = the size's default */
+        int se_window;
+        int num_classes;
+    } model;
+    struct {
+        int softmax;            /* 0 or 1 */
+        int topk;               /* 1..model.num_classes */
+        char *labels;           /* NULL: no labels */
+    } postprocess;
+    pipe_sink sinks[PIPE_MAX_SINKS];
+    int n_sinks;                /* >= 1 */
+} pipe_config;
+
+/* Reads and validates the YAML file at path into a new config (*out, free with
+ * pipe_config_free). Returns 0, CIN_E_IO if the file cannot be read, CIN_E_CONFIG for any
+ * syntax or validation error, or CIN_E_NOMEM; err->msg is then one line of the form
+ * "file:line:column: field: expected ..., got ...". *out is NULL on error. Thread-safe. */
+int pipe_config_load(const char *path, pipe_config **out, cin_err *err);
+
+/* Frees c and every string it owns; NULL is allowed. */
+void pipe_config_free(pipe_config *c);
+
+#endif
