@@ -46,10 +46,31 @@ $(BUILD)/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 $(BUILD)/cin-tests: $(TEST_OBJ) $(BUILD)/libcin.a
 	$(CC) -o $@ $^ $(LDLIBS) -lcunit
 
-test: all $(BUILD)/cin-tests
-	cd tests && ../$(BUILD)/cin-tests
+# docs/example.c embeds the library as an application would: only through cin.h.
+$(BUILD)/example: docs/example.c $(BUILD)/libcin.a
+	$(CC) -std=c11 -Wall -Wextra -Iengine $< $(BUILD)/libcin.a $(LDLIBS) -o $@
 
-.PHONY: all test clean deps run install
+test: all $(BUILD)/cin-tests $(BUILD)/example
+	cd tests && ../$(BUILD)/cin-tests
+	./$(BUILD)/example
+
+goldens:
+	/usr/bin/python3 tests/ref/make_goldens.py
+
+# The main job: CoX3D-S over a real clip, one JSON line per frame, a summary on stderr.
+run: deps
+	$(MAKE) all
+	./$(BUILD)/cin-run pipelines/examples/walk.yaml
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(BUILD)/libcin.a $(BUILD)/libcin.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 engine/cin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(BUILD)/cin-run $(BUILD)/cin-bench $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' docs/cin.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cin.pc
+
+.PHONY: all test clean deps run install goldens
 clean:
 	rm -rf $(BUILD)
 

@@ -54,7 +54,7 @@ int cin_seeded_range(const char *name, int ndim, const int64_t *shape, double *l
         double fan_in = 1.0;
         for (int d = 1; d < ndim; d++)
             fan_in *= (double)shape[d];
-        *hi = sqrt(6.0 / fan_in);
+        *hi = sqrt(3.0 / fan_in);
         *lo = -*hi;
         return 0;
     }

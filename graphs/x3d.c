@@ -191,8 +191,8 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     static const tname a = {"branch2.conv_a", "branch2.a"};
     static const tname a_bn = {"branch2.norm_a", "branch2.a_bn"};
     static const tname conv_b = {"branch2.conv_b", "branch2.b"};
-    static const tname b_bn = {"branch2.norm_b", "branch2.b_bn"};
-    static const tname b_bn_se = {"branch2.norm_b.0", "branch2.b_bn"};
+    /* pytorchvideo's norm_b is Sequential(norm, squeeze-excitation or Identity) */
+    static const tname b_bn = {"branch2.norm_b.0", "branch2.b_bn"};
     static const tname c = {"branch2.conv_c", "branch2.c"};
     static const tname c_bn = {"branch2.norm_c", "branch2.c_bn"};
     cin_node_list l = {0};
@@ -201,7 +201,7 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     if (!l.failed)
         cin_node_list_push(&l, act(x, ACT_RELU));
     if (!l.failed)
-        cin_node_list_push(&l, conv_bn(x, conv_b, b->se ? b_bn_se : b_bn,
+        cin_node_list_push(&l, conv_bn(x, conv_b, b_bn,
                                        kernel(b->inner, b->inner, 3, 3, b->stride)));
     if (!l.failed && b->se)
         cin_node_list_push(&l, squeeze_excite(x, b->se_window));
@@ -212,18 +212,38 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     return cin_node_list_seq(&l, &n, x->err) ? NULL : n;
 }
 
-/* Residual block: relu(branch2(x) + shortcut(x)); the graph aligns the identity's delay. */
-static cin_node *res_block(x3d_ctx *x, const block_spec *b)
+/* The shortcut's strided 1x1x1 convolution. SlowFast always normalises it; pytorchvideo only
+ * when it also changes the width, so its first block (24 -> 24 channels) has no branch1_norm. */
+static cin_node *shortcut(x3d_ctx *x, const block_spec *b)
 {
     static const tname b1 = {"branch1_conv", "branch1"};
     static const tname b1_bn = {"branch1_norm", "branch1_bn"};
+    if (x->layout == X3D_SLOWFAST || x->dims.c != b->out)
+        return conv_bn(x, b1, b1_bn, kernel(b->out, 1, 1, 1, b->stride));
+    conv3d_params p = kernel(b->out, 1, 1, 1, b->stride);
+    p.cin = x->dims.c;
+    p.h = x->dims.h;
+    p.w = x->dims.w;
+    int64_t shape[5] = {b->out, p.cin, 1, 1, 1};
+    float *weight = get(x, b1, "weight", 5, shape);
+    cin_node *n = NULL;
+    p.weight = weight;
+    if (weight)
+        conv3d_create(&p, &n, x->err);
+    free(weight);
+    return n;
+}
+
+/* Residual block: relu(branch2(x) + shortcut(x)); the graph aligns the identity's delay. */
+static cin_node *res_block(x3d_ctx *x, const block_spec *b)
+{
     cin_dims in = x->dims;
     cin_node *branches[2] = {NULL, NULL};
     if (in.c != b->out || b->stride != 1) {
-        branches[0] = conv_bn(x, b1, b1_bn, kernel(b->out, 1, 1, 1, b->stride));
+        branches[0] = shortcut(x, b);
         if (!branches[0])
             return NULL;
-        x->dims = in;
+        x->dims = in; /* the bottleneck starts from the block's input too */
     }
     branches[1] = bottleneck(x, b);
     if (!branches[1]) {

@@ -1,0 +1,132 @@
+"""Regenerates every golden file in tests/golden/ from the PyTorch references (`make goldens`).
+
+  seeded.safetensors            tensors of the shared seeded generator (tests/test_seeded.c)
+  ops/<case>.safetensors        one operator per file, see ops.py
+  x3d_names_<size>.txt          pytorchvideo name, SlowFast / co3d name, shape, per tensor
+  x3d_<size>_clip.safetensors   X3D logits for one clip (pytorchvideo semantics)
+  cox3d_<size>_steps.safetensors  CoX3D stepping outputs (SE per frame, sliding head pool)
+
+Models use weights seeded_state_dict(model, seed=1) on pytorchvideo names and the input
+seeded_input([T, 3, crop, crop], seed=2), frame-major; the input is not stored, only its sum.
+All arithmetic is float64, stored as float32, so the files do not depend on the machine.
+Run with Debian's python (torch 1.13): /usr/bin/python3 tests/ref/make_goldens.py
+"""
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ops import make_op_goldens  # noqa: E402
+from safetensors_io import write_safetensors  # noqa: E402
+from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
+                    seeded_tensor)
+from x3d import SIZES, X3D, clip_logits, name_map_lines, stage_depths  # noqa: E402
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
+WEIGHT_SEED = 1
+INPUT_SEED = 2
+
+SEEDED_CASES = [("a.weight", (4, 3, 3, 3)), ("b.bias", (7,)), ("bn.running_var", (5,)),
+                ("bn.weight", (5,)), ("c.running_mean", (6,)), ("fc.weight", (5, 6))]
+
+# name, size, crop, frames, pool window (None: the clip length)
+CLIP_CASES = [
+    ("x3d_xs_clip", "xs", 160, 4, None),
+    ("x3d_s_clip", "s", 160, 13, None),
+    ("x3d_m_clip", "m", 64, 16, None),
+    ("x3d_l_clip", "l", 64, 4, 4),
+]
+# name, size, crop, frames, head pool window, positions kept
+CONTINUAL_CASES = [
+    ("cox3d_s_steps", "s", 96, 48, 13, 8),
+    ("cox3d_xs_steps", "xs", 96, 40, 4, 9),
+]
+
+
+def seeded_golden(path, seed=7):
+    tensors, meta = [], {"seed": seed, "generator": "engine/seeded.h"}
+    for name, shape in SEEDED_CASES:
+        lo, hi = seeded_range(name, shape)
+        tensors.append((name, seeded_tensor(name, shape, seed)))
+        meta["range." + name] = "%r,%r" % (lo, hi)
+    tensors.append(("input", seeded_input((2, 3, 4, 5), seed)))
+    meta["range.input"] = "-1.0,1.0"
+    write_safetensors(path, tensors, meta)
+
+
+def name_maps(outdir):
+    for size in SIZES:
+        lines = name_map_lines(X3D(size))
+        with open(os.path.join(outdir, "x3d_names_%s.txt" % size), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def _model(size, crop, window, se_scope):
+    model = X3D(size, crop=crop, pool_window=window, se_scope=se_scope).eval()
+    seeded_state_dict(model, WEIGHT_SEED)
+    return model
+
+
+def _logits(model, frames):
+    """float64 logits, and the relative deviation of a float32 run from them: a measure of how
+    well conditioned the case is (the bound a float32 engine can hope to meet)."""
+    with torch.no_grad():
+        ref = clip_logits(model.double(), frames.double())
+        f32 = clip_logits(model.float(), frames)
+    err = ((f32.double() - ref).abs().max() / ref.abs().max().clamp(min=1.0)).item()
+    return ref, err
+
+
+def _model_meta(size, crop, frames, window, se_scope, x, err):
+    depths = ",".join(str(d) for d in stage_depths(SIZES[size][2]))
+    return {"model": "x3d", "size": size, "crop": crop, "frames": frames,
+            "pool_window": window, "se_scope": se_scope, "depths": depths,
+            "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED,
+            "input_shape": "%d,3,%d,%d" % (frames, crop, crop), "input_layout": "TCHW",
+            "input_sum": repr(x.double().sum().item()), "weights": "pytorchvideo names",
+            "compute": "float64", "f32_rel_err": "%.3g" % err}
+
+
+def clip_golden(outdir, name, size, crop, frames, window):
+    model = _model(size, crop, window, "clip")
+    x = seeded_input((frames, 3, crop, crop), INPUT_SEED)
+    logits, err = _logits(model, x)
+    meta = _model_meta(size, crop, frames, model.pool_window, "clip", x, err)
+    meta["positions"] = logits.shape[0]
+    write_safetensors(os.path.join(outdir, name + ".safetensors"),
+                      [("clip_logits", logits.float())], meta)
+
+
+def continual_golden(outdir, name, size, crop, frames, window, keep):
+    """Stepping from a zero state emits position j at step j + delay; the first `keep`
+    positions of the offline run over all frames (zero temporal padding) are those steps."""
+    model = _model(size, crop, window, "frame")
+    x = seeded_input((frames, 3, crop, crop), INPUT_SEED)
+    logits, err = _logits(model, x)
+    delay = model.delay()
+    assert delay + keep <= frames, "the kept positions must be emitted within the frames"
+    meta = _model_meta(size, crop, frames, window, "frame", x, err)
+    meta.update({"mode": "continual", "delay": delay, "first_step": delay,
+                 "positions": keep, "temporal_fill": "zeros"})
+    write_safetensors(os.path.join(outdir, name + ".safetensors"),
+                      [("step_logits", logits[:keep].float())], meta)
+
+
+def main():
+    t0 = time.time()
+    os.makedirs(GOLDEN, exist_ok=True)
+    seeded_golden(os.path.join(GOLDEN, "seeded.safetensors"))
+    make_op_goldens(os.path.join(GOLDEN, "ops"))
+    name_maps(GOLDEN)
+    for case in CLIP_CASES:
+        clip_golden(GOLDEN, *case)
+    for case in CONTINUAL_CASES:
+        continual_golden(GOLDEN, *case)
+    print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
+
+
+if __name__ == "__main__":
+    main()
