@@ -1,6 +1,7 @@
 /* Helpers shared by the test suites. */
 #include "util.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,18 +21,35 @@ double tu_rel_err(const float *a, const float *b, size_t n)
     return max_d / max_b;
 }
 
+/* One directory per test run, removed when the runner exits. */
+static char tmp_dir[64];
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_tmp_dir(void)
+{
+    if (nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS))
+        perror(tmp_dir);
+}
+
 const char *tu_tmp_path(const char *name)
 {
-    static char dir[64];
     static char paths[64][256];
     static int n;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/cin-tests-XXXXXX");
-        if (!mkdtemp(dir))
+    if (!tmp_dir[0]) {
+        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/cin-tests-XXXXXX");
+        if (!mkdtemp(tmp_dir))
             abort();
+        atexit(remove_tmp_dir);
     }
     char *p = paths[n++ % 64];
-    snprintf(p, 256, "%s/%s", dir, name);
+    snprintf(p, 256, "%s/%s", tmp_dir, name);
     return p;
 }
 

@@ -1,0 +1,197 @@
+/* cin-bench: per-frame latency of a model in continual mode, against the regular model over
+ * clips, on synthetic frames. Reads the model section of a pipeline YAML file. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cin.h"
+#include "config.h"
+
+typedef struct bench_opts {
+    const char *path;
+    int steps, warmup, clips, json;
+} bench_opts;
+
+typedef struct pct {
+    double p50, p90, p99, max;
+} pct;
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static pct percentiles(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return (pct){v[(n - 1) * 50 / 100], v[(n - 1) * 90 / 100], v[(n - 1) * 99 / 100], v[n - 1]};
+}
+
+/* Deterministic frames in [-1, 1): the values do not matter for timing, only that they are
+ * not all zero. */
+static void synth(float *x, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+    }
+}
+
+static int time_steps(cin_stream *s, const float *frames, size_t fsz, int nframes,
+                      const bench_opts *o, float *out, double *lat)
+{
+    for (int i = 0; i < o->warmup + o->steps; i++) {
+        double t0 = now_ms();
+        int rc = cin_stream_step(s, frames + (size_t)(i % nframes) * fsz, out);
+        double ms = now_ms() - t0;
+        if (rc < 0)
+            return rc;
+        if (i >= o->warmup)
+            lat[i - o->warmup] = ms;
+    }
+    return 0;
+}
+
+static int time_clips(cin_stream *s, const float *frames, int clip, const bench_opts *o,
+                      float *out, double *lat)
+{
+    for (int i = 0; i < o->clips + 1; i++) {
+        double t0 = now_ms();
+        int rc = cin_stream_forward(s, frames, clip, out);
+        double ms = now_ms() - t0;
+        if (rc < 0)
+            return rc;
+        if (i > 0) /* the first call sizes the clip buffers */
+            lat[i - 1] = ms;
+    }
+    return 0;
+}
+
+static void report_text(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
+                        const bench_opts *o)
+{
+    printf("cin-bench: %s-%s %dx%d, weights %s\n", c->model.arch, c->model.size ? c->model.size
+           : "", i->in_height, i->in_width, i->layout);
+    printf("  continual step (ms):  p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%d steps after "
+           "%d warm-up)\n", st.p50, st.p90, st.p99, st.max, o->steps, o->warmup);
+    printf("  clip of %d frames (ms): p50 %.1f  p90 %.1f  max %.1f  (%d clips)\n",
+           i->clip_frames, cl.p50, cl.p90, cl.max, o->clips);
+    printf("  multiply-adds: %.3f G per step, %.3f G per clip (%.1fx)\n", i->macs_step / 1e9,
+           i->macs_clip / 1e9, (double)i->macs_clip / (double)i->macs_step);
+    printf("  latency per new frame: clip / step = %.1fx\n", cl.p50 / st.p50);
+    printf("  delay %d frames, receptive field %d frames\n", i->delay, i->receptive_field);
+    printf("  memory: weights %.1f MB shared, %.1f MB per stream\n", i->weight_bytes / 1e6,
+           i->state_bytes / 1e6);
+}
+
+static void report_json(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
+                        const bench_opts *o)
+{
+    printf("{\"model\": \"%s-%s\", \"height\": %d, \"width\": %d, \"weights\": \"%s\", "
+           "\"steps\": %d, \"warmup\": %d, \"clips\": %d, \"clip_frames\": %d, "
+           "\"step_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"max\": %.4f}, "
+           "\"clip_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"max\": %.4f}, "
+           "\"macs_step\": %lld, \"macs_clip\": %lld, \"delay\": %d, "
+           "\"receptive_field\": %d, \"weight_bytes\": %zu, \"stream_bytes\": %zu}\n",
+           c->model.arch, c->model.size ? c->model.size : "", i->in_height, i->in_width,
+           i->layout, o->steps, o->warmup, o->clips, i->clip_frames, st.p50, st.p90, st.p99,
+           st.max, cl.p50, cl.p90, cl.p99, cl.max, (long long)i->macs_step,
+           (long long)i->macs_clip, i->delay, i->receptive_field, i->weight_bytes,
+           i->state_bytes);
+}
+
+static int run(const pipe_config *c, const bench_opts *o)
+{
+    cin_err err = {0};
+    cin_model *m = NULL;
+    cin_stream *s = NULL;
+    cin_model_opts mo = {.arch = c->model.arch, .size = c->model.size,
+                         .weights = c->model.weights, .seed = c->model.seed,
+                         .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
+                         .se_window = c->model.se_window, .num_classes = c->model.num_classes};
+    if (cin_model_load(&mo, &m, &err) || cin_stream_create(m, &s, &err)) {
+        fprintf(stderr, "cin-bench: %s\n", err.msg);
+        cin_model_free(m);
+        return 1;
+    }
+    cin_model_info i;
+    cin_model_get_info(m, &i);
+    size_t fsz = (size_t)i.in_channels * i.in_height * i.in_width;
+    float *frames = malloc(sizeof(float) * fsz * i.clip_frames);
+    float *out = malloc(sizeof(float) * i.out_size);
+    double *lat_step = malloc(sizeof(double) * o->steps);
+    double *lat_clip = malloc(sizeof(double) * o->clips);
+    int rc = !frames || !out || !lat_step || !lat_clip;
+    if (!rc) {
+        synth(frames, fsz * i.clip_frames, 1);
+        rc = time_steps(s, frames, fsz, i.clip_frames, o, out, lat_step) ||
+             time_clips(s, frames, i.clip_frames, o, out, lat_clip);
+    }
+    if (rc) {
+        fprintf(stderr, "cin-bench: %s\n", cin_stream_last_error(s));
+    } else {
+        pct st = percentiles(lat_step, o->steps), cl = percentiles(lat_clip, o->clips);
+        (o->json ? report_json : report_text)(c, &i, st, cl, o);
+    }
+    free(frames);
+    free(out);
+    free(lat_step);
+    free(lat_clip);
+    cin_stream_free(s);
+    cin_model_free(m);
+    return rc ? 1 : 0;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){.steps = 200, .warmup = 50, .clips = 5};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0)
+            o->json = 1;
+        else if (strcmp(a, "--steps") == 0 && v && (o->steps = atoi(v)) > 0)
+            i++;
+        else if (strcmp(a, "--warmup") == 0 && v && (o->warmup = atoi(v)) >= 0)
+            i++;
+        else if (strcmp(a, "--clips") == 0 && v && (o->clips = atoi(v)) > 0)
+            i++;
+        else if (a[0] != '-' && !o->path)
+            o->path = a;
+        else
+            return -1;
+    }
+    return o->path ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    if (parse_args(argc, argv, &o)) {
+        fprintf(stderr, "usage: cin-bench [--json] [--steps N] [--warmup N] [--clips N] "
+                "model.yaml\n(model.yaml: a pipeline file; its model and preprocess.crop are "
+                "used, see docs/bench.md)\n");
+        return 2;
+    }
+    /* cin runs one stream per thread; BLAS threads on per-frame GEMMs cost more than they
+     * save (docs/bench.md). */
+    openblas_set_num_threads(1);
+    cin_err err = {0};
+    pipe_config *c;
+    if (pipe_config_load(o.path, &c, &err)) {
+        fprintf(stderr, "cin-bench: %s\n", err.msg);
+        return 1;
+    }
+    int rc = run(c, &o);
+    pipe_config_free(c);
+    return rc;
+}

@@ -1,0 +1,327 @@
+/* The frame loop of cin-run: source -> model -> post-processing -> sinks. A frame travels one
+ * way; the loop owns every buffer it uses, allocated before the first frame. */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jsonl.h"
+#include "npy.h"
+#include "post.h"
+#include "video.h"
+
+typedef struct source {
+    video_src *video;
+    float *array;           /* npy source: [frames][c][h][w] */
+    int64_t frames, next;
+    double fps;             /* npy: frames per second for pts, the preprocess fps or 1 */
+} source;
+
+typedef struct sinks {
+    jsonl_sink *jsonl[PIPE_MAX_SINKS];
+    npy_writer *npy[PIPE_MAX_SINKS];
+    int n;
+} sinks;
+
+typedef struct run {
+    const pipe_config *cfg;
+    cin_model *model;
+    cin_model_info info;
+    cin_stream *stream;
+    post_labels *labels;
+    source src;
+    sinks out;
+    size_t frame_size;
+    float *frame, *logits, *scores, *nan_row;
+    float *clip;            /* clip mode: ring of the last clip_frames frames, then the clip */
+    float *clip_ordered;
+    int *top_idx;
+    float *top_val;
+    double *lat;            /* per-frame latency, ms */
+    int64_t lat_cap;
+} run;
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+/* ---- source ---- */
+
+static int npy_source(run *r, cin_err *err)
+{
+    int ndim;
+    int64_t shape[NPY_MAX_DIMS];
+    const char *path = r->cfg->source.uri;
+    int rc = npy_read_f32(path, &ndim, shape, &r->src.array, err);
+    if (rc)
+        return rc;
+    const cin_model_info *i = &r->info;
+    if (ndim != 4 || shape[1] != i->in_channels || shape[2] != i->in_height ||
+        shape[3] != i->in_width)
+        return cin_err_set(err, CIN_E_SHAPE, "%s: array of %d dims [%lld, %lld, ...], expected "
+                           "[frames, %d, %d, %d] (preprocessed frames for the model)", path,
+                           ndim, ndim > 0 ? (long long)shape[0] : 0LL,
+                           ndim > 1 ? (long long)shape[1] : 0LL, i->in_channels, i->in_height,
+                           i->in_width);
+    r->src.frames = shape[0];
+    r->src.fps = r->cfg->preprocess.fps > 0 ? r->cfg->preprocess.fps : 1.0;
+    return 0;
+}
+
+static int open_source(run *r, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    if (c->source.type == PIPE_SOURCE_NPY)
+        return npy_source(r, err);
+    video_opts vo = {.uri = c->source.uri, .fps = c->preprocess.fps,
+                     .resize = c->preprocess.resize, .crop = c->preprocess.crop};
+    memcpy(vo.mean, c->preprocess.mean, sizeof vo.mean);
+    memcpy(vo.std, c->preprocess.std, sizeof vo.std);
+    return video_open(&vo, &r->src.video, err);
+}
+
+/* 1 with a frame, 0 at the end, < 0 on error. */
+static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
+{
+    if (r->src.video) {
+        video_frame_info info;
+        int rc = video_read(r->src.video, r->frame, &info, err);
+        *index = info.index;
+        *pts = info.pts;
+        return rc;
+    }
+    if (r->src.next >= r->src.frames)
+        return 0;
+    *index = r->src.next;
+    *pts = (double)r->src.next / r->src.fps;
+    memcpy(r->frame, r->src.array + r->src.next++ * r->frame_size,
+           sizeof(float) * r->frame_size);
+    return 1;
+}
+
+/* ---- sinks ---- */
+
+static int open_sinks(run *r, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    int64_t row[1] = {r->info.out_size};
+    for (int i = 0; i < c->n_sinks; i++) {
+        const pipe_sink *s = &c->sinks[i];
+        int rc = s->type == PIPE_SINK_JSONL ? jsonl_open(s->path, &r->out.jsonl[i], err)
+                                            : npy_writer_open(s->path, 1, row, &r->out.npy[i], err);
+        if (rc)
+            return rc;
+        r->out.n = i + 1;
+    }
+    return 0;
+}
+
+static int close_sinks(run *r, cin_err *err)
+{
+    int first = 0;
+    for (int i = 0; i < r->out.n; i++) {
+        cin_err e = {0};
+        int rc = r->out.jsonl[i] ? jsonl_close(r->out.jsonl[i], &e)
+                 : r->out.npy[i] ? npy_writer_close(r->out.npy[i], &e)
+                                 : 0;
+        if (rc && !first) {
+            first = rc;
+            if (err)
+                *err = e;
+        }
+    }
+    r->out.n = 0;
+    return first;
+}
+
+/* One row per input frame to npy sinks (NaN when the frame gave no output); one line per
+ * output to JSON-lines sinks. */
+static int write_result(run *r, int64_t index, double pts, int have, double ms, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    int k = c->postprocess.topk, n = r->info.out_size;
+    if (have) {
+        memcpy(r->scores, r->logits, sizeof(float) * n);
+        if (c->postprocess.softmax)
+            post_softmax(r->scores, n);
+        post_topk(r->scores, n, k, r->top_idx, r->top_val);
+    }
+    const char *const *names = r->labels ? post_labels_array(r->labels) : NULL;
+    for (int i = 0; i < r->out.n; i++) {
+        int rc = 0;
+        if (r->out.npy[i]) {
+            rc = npy_writer_append(r->out.npy[i], have ? r->logits : r->nan_row, err);
+            /* keep the file a valid array of the rows so far, should the run be cut short */
+            if (!rc && (index + 1) % 64 == 0)
+                rc = npy_writer_flush(r->out.npy[i], err);
+        }
+        else if (have)
+            rc = jsonl_write(r->out.jsonl[i], index, pts, r->top_idx, r->top_val, k, names, ms,
+                             err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- model ---- */
+
+static int load_model(run *r, cin_log_fn log, void *user, int level, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    cin_model_opts o = {.arch = c->model.arch, .size = c->model.size,
+                        .weights = c->model.weights, .seed = c->model.seed,
+                        .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
+                        .se_window = c->model.se_window, .num_classes = c->model.num_classes,
+                        .log = log, .log_user = user, .log_level = level};
+    int rc = cin_model_load(&o, &r->model, err);
+    if (rc)
+        return rc;
+    cin_model_get_info(r->model, &r->info);
+    return cin_stream_create(r->model, &r->stream, err);
+}
+
+static int alloc_buffers(run *r, cin_err *err)
+{
+    const cin_model_info *i = &r->info;
+    int n = i->out_size, k = r->cfg->postprocess.topk;
+    r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
+    r->frame = malloc(sizeof(float) * r->frame_size);
+    r->logits = malloc(sizeof(float) * n);
+    r->scores = malloc(sizeof(float) * n);
+    r->nan_row = malloc(sizeof(float) * n);
+    r->top_idx = malloc(sizeof(int) * k);
+    r->top_val = malloc(sizeof(float) * k);
+    if (r->cfg->model.mode == PIPE_MODE_CLIP) {
+        r->clip = malloc(sizeof(float) * r->frame_size * i->clip_frames);
+        r->clip_ordered = malloc(sizeof(float) * r->frame_size * i->clip_frames);
+    }
+    r->lat_cap = 4096;
+    r->lat = malloc(sizeof(double) * r->lat_cap);
+    if (!r->frame || !r->logits || !r->scores || !r->nan_row || !r->top_idx || !r->top_val ||
+        !r->lat || (r->cfg->model.mode == PIPE_MODE_CLIP && (!r->clip || !r->clip_ordered)))
+        return cin_err_set(err, CIN_E_NOMEM, "pipeline: out of memory");
+    for (int j = 0; j < n; j++)
+        r->nan_row[j] = NAN;
+    return 0;
+}
+
+/* Clip mode: the regular network over the last clip_frames frames, once that many arrived. */
+static int clip_step(run *r, int64_t t)
+{
+    int T = r->info.clip_frames;
+    memcpy(r->clip + (size_t)(t % T) * r->frame_size, r->frame, sizeof(float) * r->frame_size);
+    if (t + 1 < T)
+        return 0;
+    for (int f = 0; f < T; f++)
+        memcpy(r->clip_ordered + (size_t)f * r->frame_size,
+               r->clip + (size_t)((t + 1 + f) % T) * r->frame_size,
+               sizeof(float) * r->frame_size);
+    int rc = cin_stream_forward(r->stream, r->clip_ordered, T, r->logits);
+    return rc < 0 ? rc : 1;
+}
+
+static int record_latency(run *r, int64_t t, double ms)
+{
+    if (t >= r->lat_cap) {
+        double *l = realloc(r->lat, sizeof(double) * r->lat_cap * 2);
+        if (!l)
+            return CIN_E_NOMEM;
+        r->lat = l;
+        r->lat_cap *= 2;
+    }
+    r->lat[t] = ms;
+    return 0;
+}
+
+static int frame_loop(run *r, pipe_stats *st, cin_err *err)
+{
+    int64_t t = 0, index;
+    double pts;
+    int rc;
+    double start = now_ms();
+    while ((rc = read_frame(r, &index, &pts, err)) == 1) {
+        double t0 = now_ms();
+        int have = r->cfg->model.mode == PIPE_MODE_CLIP
+                       ? clip_step(r, t)
+                       : cin_stream_step(r->stream, r->frame, r->logits);
+        double ms = now_ms() - t0;
+        if (have < 0)
+            return cin_err_set(err, have, "model: %s", cin_stream_last_error(r->stream));
+        if ((rc = record_latency(r, t, ms)) != 0)
+            return cin_err_set(err, rc, "pipeline: out of memory");
+        if ((rc = write_result(r, index, pts, have, ms, err)) != 0)
+            return rc;
+        st->outputs += have;
+        st->frames = ++t;
+    }
+    st->seconds = (now_ms() - start) / 1e3;
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void percentiles(run *r, pipe_stats *st)
+{
+    int64_t n = st->frames;
+    if (n == 0)
+        return;
+    qsort(r->lat, (size_t)n, sizeof(double), cmp_double);
+    st->p50_ms = r->lat[(n - 1) * 50 / 100];
+    st->p90_ms = r->lat[(n - 1) * 90 / 100];
+    st->p99_ms = r->lat[(n - 1) * 99 / 100];
+    st->max_ms = r->lat[n - 1];
+}
+
+static void release(run *r)
+{
+    cin_stream_free(r->stream);
+    cin_model_free(r->model);
+    post_labels_free(r->labels);
+    video_close(r->src.video);
+    free(r->src.array);
+    free(r->frame);
+    free(r->logits);
+    free(r->scores);
+    free(r->nan_row);
+    free(r->clip);
+    free(r->clip_ordered);
+    free(r->top_idx);
+    free(r->top_val);
+    free(r->lat);
+}
+
+int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level,
+             pipe_stats *stats, cin_err *err)
+{
+    run r = {.cfg = c};
+    memset(stats, 0, sizeof *stats);
+    int rc = load_model(&r, log, log_user, log_level, err);
+    if (!rc && c->postprocess.labels)
+        rc = post_labels_load(c->postprocess.labels, r.info.out_size, &r.labels, err);
+    if (!rc && c->postprocess.topk > r.info.out_size)
+        rc = cin_err_set(err, CIN_E_CONFIG, "%s: postprocess.topk: %d, but the model has %d "
+                         "classes", c->path, c->postprocess.topk, r.info.out_size);
+    rc = rc ? rc : alloc_buffers(&r, err);
+    rc = rc ? rc : open_source(&r, err);
+    rc = rc ? rc : open_sinks(&r, err);
+    rc = rc ? rc : frame_loop(&r, stats, err);
+    int rc_close = close_sinks(&r, rc ? NULL : err);
+    rc = rc ? rc : rc_close;
+    percentiles(&r, stats);
+    stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
+    if (r.model)
+        snprintf(stats->layout, sizeof stats->layout, "%s", r.info.layout);
+    release(&r);
+    return rc;
+}

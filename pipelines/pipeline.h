@@ -1,0 +1,23 @@
+/* A pipeline run: frames from a source (video through libav*, or a preprocessed npy array),
+ * through a model in continual or clip mode, post-processed, written to every sink. */
+#ifndef CIN_PIPELINE_H
+#define CIN_PIPELINE_H
+
+#include "cin.h"
+#include "config.h"
+
+typedef struct pipe_stats {
+    int64_t frames;         /* frames fed to the model */
+    int64_t outputs;        /* outputs written */
+    int64_t damaged;        /* packets or frames the decoder skipped */
+    double seconds;         /* wall time of the frame loop */
+    double p50_ms, p90_ms, p99_ms, max_ms;  /* per-frame model latency */
+    char layout[32];        /* weights layout found */
+} pipe_stats;
+
+/* Runs the pipeline to the end of its source. Sinks are closed (and so complete) whether or
+ * not the run succeeds. log may be NULL. */
+int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level,
+             pipe_stats *stats, cin_err *err);
+
+#endif

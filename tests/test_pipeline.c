@@ -1,0 +1,200 @@
+/* cin-run end to end: pipelines from YAML to sinks, on npy frames and real video, and the one
+ * clear error (naming the file and the field) that each kind of bad input must give. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "npy.h"
+#include "pipeline.h"
+#include "seeded.h"
+#include "util.h"
+
+/* A pipeline file in the temporary directory; returns its path. */
+static const char *write_yaml(const char *name, const char *text)
+{
+    const char *path = tu_tmp_path(name);
+    CU_ASSERT_EQUAL(tu_write_file(path, text, strlen(text)), 0);
+    return path;
+}
+
+static int run_yaml(const char *path, pipe_stats *st, cin_err *err)
+{
+    pipe_config *c;
+    int rc = pipe_config_load(path, &c, err);
+    if (rc)
+        return rc;
+    rc = pipe_run(c, NULL, NULL, 0, st, err);
+    pipe_config_free(c);
+    return rc;
+}
+
+/* Frames [t][3][64][64] for x3d-xs at crop 64. */
+static void write_frames(const char *path, int t, int size)
+{
+    size_t n = (size_t)t * 3 * size * size;
+    float *x = malloc(sizeof(float) * n);
+    cin_seeded_fill(x, n, 9, "frames", -1, 1);
+    int64_t shape[4] = {t, 3, size, size};
+    CU_ASSERT_EQUAL(npy_write_f32(path, 4, shape, x, NULL), 0);
+    free(x);
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c, last = '\n';
+    while (f && (c = fgetc(f)) != EOF) {
+        n += c == '\n';
+        last = c;
+    }
+    if (f)
+        fclose(f);
+    return last == '\n' ? n : -1; /* -1: a truncated last line */
+}
+
+static void test_npy_frames_give_one_row_per_frame_and_a_line_per_output(void)
+{
+    write_frames(tu_tmp_path("frames.npy"), 40, 64);
+    const char *yaml = write_yaml("npy.yaml",
+        "source: {type: npy, path: frames.npy}\n"
+        "preprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs, seed: 1}\n"
+        "postprocess: {softmax: true, topk: 3}\n"
+        "sinks: [{type: jsonl, path: out.jsonl}, {type: npy, path: out.npy}]\n");
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    /* x3d-xs: delay 2 (stem) + 26 blocks + 3 (pool window 4) = 31 */
+    CU_ASSERT_EQUAL(st.frames, 40);
+    CU_ASSERT_EQUAL(st.outputs, 40 - 31);
+    CU_ASSERT_EQUAL(count_lines(tu_tmp_path("out.jsonl")), 9);
+    int ndim;
+    int64_t shape[8];
+    float *rows;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("out.npy"), &ndim, shape, &rows, NULL), 0);
+    CU_ASSERT(ndim == 2 && shape[0] == 40 && shape[1] == 400);
+    CU_ASSERT(isnan(rows[30 * 400]) && !isnan(rows[31 * 400]) && !isnan(rows[39 * 400 + 399]));
+    free(rows);
+}
+
+static void test_clip_mode_outputs_once_a_clip_has_arrived(void)
+{
+    write_frames(tu_tmp_path("frames6.npy"), 6, 64);
+    const char *yaml = write_yaml("clip.yaml",
+        "source: {path: frames6.npy}\n"
+        "preprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs, mode: clip}\n"
+        "sinks: [{type: jsonl, path: clip.jsonl}]\n");
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.outputs, 6 - 4 + 1);
+    CU_ASSERT_EQUAL(count_lines(tu_tmp_path("clip.jsonl")), 3);
+}
+
+static void test_real_video_runs_through_the_model(void)
+{
+    const char *yaml = write_yaml("video.yaml",
+        "source: {uri: MEDIA/imageio__realshort.mp4}\n"
+        "preprocess: {resize: 72, crop: 64}\n"
+        "model: {arch: x3d, size: xs, pool_window: 2}\n"
+        "sinks: [{type: jsonl, path: video.jsonl}]\n");
+    char fixed[1024], cwd[512];
+    FILE *f = fopen(yaml, "r");
+    size_t n = fread(fixed, 1, sizeof fixed - 1, f);
+    fclose(f);
+    fixed[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    char text[2048], *at = strstr(fixed, "MEDIA");
+    snprintf(text, sizeof text, "%.*s%s/media%s", (int)(at - fixed), fixed, cwd, at + 5);
+    yaml = write_yaml("video.yaml", text);
+    pipe_stats st;
+    cin_err err = {0};
+    int rc = run_yaml(yaml, &st, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    /* 36 frames; delay 2 + 26 + 1 = 29 */
+    CU_ASSERT_EQUAL(st.frames, 36);
+    CU_ASSERT_EQUAL(st.outputs, 36 - 29);
+    CU_ASSERT_EQUAL(count_lines(tu_tmp_path("video.jsonl")), 7);
+}
+
+/* Running the pipeline fails with `code` and a message holding `a` and `b`. */
+static void expect_error(const char *name, const char *text, int code, const char *a,
+                         const char *b)
+{
+    const char *yaml = write_yaml(name, text);
+    pipe_stats st;
+    cin_err err = {0};
+    int rc = run_yaml(yaml, &st, &err);
+    int ok = rc == code && strstr(err.msg, a) && (!b || strstr(err.msg, b)) &&
+             !strchr(err.msg, '\n');
+    if (!ok)
+        fprintf(stderr, "\n  %s: got %d '%s'\n", name, rc, err.msg);
+    CU_ASSERT(ok);
+}
+
+static void test_bad_inputs_give_one_clear_error(void)
+{
+    write_frames(tu_tmp_path("small.npy"), 5, 32);
+    expect_error("shape.yaml",
+                 "source: {path: small.npy}\npreprocess: {crop: 64, resize: 64}\n"
+                 "model: {arch: x3d, size: xs}\n",
+                 CIN_E_SHAPE, "small.npy", "[frames, 3, 64, 64]");
+    expect_error("noweights.yaml",
+                 "source: {path: small.npy}\nmodel: {arch: x3d, size: xs, weights: none.st}\n",
+                 CIN_E_IO, "none.st", NULL);
+    CU_ASSERT_EQUAL(tu_write_file(tu_tmp_path("junk.mp4"), "this is not a video", 19), 0);
+    expect_error("junk.yaml", "source: {uri: junk.mp4}\nmodel: {arch: x3d, size: xs}\n",
+                 CIN_E_DECODE, "junk.mp4", NULL);
+    expect_error("missing.yaml", "source: {uri: gone.mp4}\nmodel: {arch: x3d, size: xs}\n",
+                 CIN_E_IO, "gone.mp4", NULL);
+    expect_error("key.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: xs, colour: 1}\n",
+                 CIN_E_CONFIG, "key.yaml", "model.colour");
+    expect_error("sinkdir.yaml",
+                 "source: {path: small.npy}\npreprocess: {crop: 32, resize: 32}\n"
+                 "model: {arch: x3d, size: xs}\nsinks: [{type: jsonl, path: no/dir/x.jsonl}]\n",
+                 CIN_E_IO, "no/dir/x.jsonl", NULL);
+}
+
+/* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
+static void test_cin_run_exits_non_zero_with_one_line(void)
+{
+    const char *yaml = write_yaml("cli.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: q}\n");
+    char cmd[1024], line[1024];
+    snprintf(cmd, sizeof cmd, "../build/cin-run %s 2>&1", yaml);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    int lines = 0, named = 0;
+    while (fgets(line, sizeof line, p)) {
+        lines++;
+        named |= strstr(line, "cli.yaml") && strstr(line, "model.size");
+    }
+    int status = pclose(p);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    CU_ASSERT_EQUAL(lines, 1);
+    CU_ASSERT(named);
+}
+
+int test_pipeline_register(void)
+{
+    CU_pSuite s = CU_add_suite("pipeline", NULL, NULL);
+    if (!s)
+        return -1;
+    int ok = CU_add_test(s, "npy frames give one row per frame and a line per output",
+                         test_npy_frames_give_one_row_per_frame_and_a_line_per_output) &&
+             CU_add_test(s, "clip mode outputs once a clip has arrived",
+                         test_clip_mode_outputs_once_a_clip_has_arrived) &&
+             CU_add_test(s, "real video runs through the model",
+                         test_real_video_runs_through_the_model) &&
+             CU_add_test(s, "bad inputs give one clear error",
+                         test_bad_inputs_give_one_clear_error) &&
+             CU_add_test(s, "cin-run exits non-zero with one line",
+                         test_cin_run_exits_non_zero_with_one_line);
+    return ok ? 0 : -1;
+}
