@@ -1,10 +1,11 @@
 /* Continual 3D convolution (after co.Conv3d in continual-inference).
  *
- * Each input frame is convolved with every temporal tap of the kernel at once: y[tap] is the
- * frame's contribution to the output whose window holds it at position `tap`. A stream keeps
- * kt - 1 running partial sums of the outputs still open; the tap kt - 1 closes an output, which
- * is emitted. Clip mode reuses the same per-frame contributions, so both modes share one
- * kernel. Input frame t (0-based) reaches output j through tap t + pt - j * st. */
+ * Input frame t (0-based) reaches output j through temporal tap t + pt - j * st. Each frame is
+ * convolved with each of its taps and the result added straight into the output it feeds: in
+ * clip mode, the clip's output frames (which start as the bias); when stepping, one of the
+ * kt - 1 running partial sums a stream keeps for the outputs still open. The tap kt - 1 closes
+ * an output, which is then emitted and its partial sum cleared. Both modes share the kernels:
+ * a direct depthwise kernel and, for everything else, im2col + OpenBLAS sgemm with beta = 1. */
 #include "conv3d.h"
 #include "simd.h"
 
@@ -37,87 +38,134 @@ static size_t out_frame(const conv3d *c)
     return (size_t)c->p.cout * out_plane(c);
 }
 
-static size_t taps_floats(const conv3d *c)
-{
-    return cin_align((size_t)c->p.kt * out_frame(c) * sizeof(float)) / sizeof(float);
-}
+/* ---- depthwise: y[c] += k[c] (*) x[c], one plane per channel ---- */
 
-/* ---- per-frame kernels ---- */
-
-/* Copies a channel plane into the middle of a zero border of (ph, pw), so the depthwise
- * kernels below need no bounds checks. xp is (h + 2ph) x (w + 2pw). */
-static void dw_pad(const conv3d_params *p, const float *x, float *xp)
+/* One output of a depthwise plane, with the zero padding checked: for the border. */
+static float dw_at(const conv3d_params *p, const float *x, const float *k, int oy, int ox)
 {
-    int wp = p->w + 2 * p->pw;
-    memset(xp, 0, sizeof(float) * (size_t)wp * p->ph);
-    for (int iy = 0; iy < p->h; iy++) {
-        float *row = xp + (size_t)(iy + p->ph) * wp;
-        memset(row, 0, sizeof(float) * p->pw);
-        memcpy(row + p->pw, x + (size_t)iy * p->w, sizeof(float) * p->w);
-        memset(row + p->pw + p->w, 0, sizeof(float) * p->pw);
-    }
-    memset(xp + (size_t)(p->h + p->ph) * wp, 0, sizeof(float) * (size_t)wp * p->ph);
-}
-
-/* 3x3 depthwise on a padded plane: every output written once, nine taps in registers. */
-CIN_KERNEL static void dw_3x3(const float *restrict xp, int wp, const float *restrict k,
-                              float *restrict y, int ho, int wo, int sh, int sw)
-{
-    for (int oy = 0; oy < ho; oy++) {
-        const float *r0 = xp + (size_t)oy * sh * wp, *r1 = r0 + wp, *r2 = r1 + wp;
-        float *yr = y + (size_t)oy * wo;
-        if (sw == 1) {
-            for (int ox = 0; ox < wo; ox++)
-                yr[ox] = k[0] * r0[ox] + k[1] * r0[ox + 1] + k[2] * r0[ox + 2] +
-                         k[3] * r1[ox] + k[4] * r1[ox + 1] + k[5] * r1[ox + 2] +
-                         k[6] * r2[ox] + k[7] * r2[ox + 1] + k[8] * r2[ox + 2];
+    float sum = 0.0f;
+    for (int dy = 0; dy < p->kh; dy++) {
+        int iy = oy * p->sh - p->ph + dy;
+        if (iy < 0 || iy >= p->h)
             continue;
+        for (int dx = 0; dx < p->kw; dx++) {
+            int ix = ox * p->sw - p->pw + dx;
+            if (ix >= 0 && ix < p->w)
+                sum += k[dy * p->kw + dx] * x[(size_t)iy * p->w + ix];
         }
-        for (int ox = 0; ox < wo; ox++) {
-            int i = ox * sw;
-            yr[ox] = k[0] * r0[i] + k[1] * r0[i + 1] + k[2] * r0[i + 2] + k[3] * r1[i] +
+    }
+    return sum;
+}
+
+/* First and one-past-last output index whose window lies inside [0, n) on one axis. */
+static void inner_range(int n, int k, int s, int pad, int out, int *lo, int *hi)
+{
+    *lo = (pad + s - 1) / s;
+    *hi = (n - k + pad) / s + 1;
+    *lo = *lo < out ? *lo : out;
+    *hi = *hi < *lo ? *lo : *hi > out ? out : *hi;
+}
+
+/* 3x3 row, columns [lo, hi) whose window lies inside the row: nine taps in registers, every
+ * output read and written once. r0..r2 are the three input rows (a zero row where the window
+ * hangs over the top or bottom). */
+CIN_KERNEL static void dw_3x3_row(const float *restrict r0, const float *restrict r1,
+                                  const float *restrict r2, const float *restrict k,
+                                  float *restrict y, int lo, int hi, int s)
+{
+    if (s == 1) {
+        for (int ox = lo; ox < hi; ox++) {
+            int i = ox - 1;
+            y[ox] += k[0] * r0[i] + k[1] * r0[i + 1] + k[2] * r0[i + 2] + k[3] * r1[i] +
                      k[4] * r1[i + 1] + k[5] * r1[i + 2] + k[6] * r2[i] + k[7] * r2[i + 1] +
                      k[8] * r2[i + 2];
         }
+        return;
+    }
+    for (int ox = lo; ox < hi; ox++) {
+        int i = ox * s - 1;
+        y[ox] += k[0] * r0[i] + k[1] * r0[i + 1] + k[2] * r0[i + 2] + k[3] * r1[i] +
+                 k[4] * r1[i + 1] + k[5] * r1[i + 2] + k[6] * r2[i] + k[7] * r2[i + 1] +
+                 k[8] * r2[i + 2];
     }
 }
 
-/* Any other depthwise kernel size, on a padded plane. */
-static void dw_any(const conv3d_params *p, const float *xp, const float *k, float *y, int ho,
-                   int wo)
+/* One 3x3 output at a left or right edge, where some of its columns are padding. */
+static float dw_3x3_edge(const float *const r[3], const float *k, int w, int ix0)
 {
-    int wp = p->w + 2 * p->pw;
-    for (int oy = 0; oy < ho; oy++)
-        for (int ox = 0; ox < wo; ox++) {
-            float sum = 0.0f;
-            for (int dy = 0; dy < p->kh; dy++)
-                for (int dx = 0; dx < p->kw; dx++)
-                    sum += k[dy * p->kw + dx] *
-                           xp[(size_t)(oy * p->sh + dy) * wp + ox * p->sw + dx];
-            y[(size_t)oy * wo + ox] = sum;
-        }
+    float sum = 0.0f;
+    for (int dy = 0; dy < 3; dy++)
+        for (int dx = 0; dx < 3; dx++)
+            if (ix0 + dx >= 0 && ix0 + dx < w)
+                sum += k[dy * 3 + dx] * r[dy][ix0 + dx];
+    return sum;
 }
 
-/* Depthwise taps; `pad` holds one padded plane. */
-static void dw_taps(const conv3d *c, const float *x, float *y, float *pad, const int *use)
+static int is_3x3_same(const conv3d_params *p)
+{
+    return p->kh == 3 && p->kw == 3 && p->ph == 1 && p->pw == 1 && p->sh == p->sw;
+}
+
+/* A 3x3, padding 1 depthwise plane; `zero` holds w zeros for rows in the padding. */
+static void dw_3x3_plane(const conv3d *c, const float *x, const float *k, float *y,
+                         const float *zero)
+{
+    const conv3d_params *p = &c->p;
+    int lo, hi;
+    inner_range(p->w, 3, p->sw, 1, c->wo, &lo, &hi);
+    for (int oy = 0; oy < c->ho; oy++) {
+        const float *r[3];
+        for (int dy = 0; dy < 3; dy++) {
+            int iy = oy * p->sh - 1 + dy;
+            r[dy] = iy >= 0 && iy < p->h ? x + (size_t)iy * p->w : zero;
+        }
+        float *yr = y + (size_t)oy * c->wo;
+        for (int ox = 0; ox < lo; ox++)
+            yr[ox] += dw_3x3_edge(r, k, p->w, ox * p->sw - 1);
+        dw_3x3_row(r[0], r[1], r[2], k, yr, lo, hi, p->sw);
+        for (int ox = hi; ox < c->wo; ox++)
+            yr[ox] += dw_3x3_edge(r, k, p->w, ox * p->sw - 1);
+    }
+}
+
+/* Any other depthwise kernel, with every tap's padding checked. */
+static void dw_plane(const conv3d *c, const float *x, const float *k, float *y)
+{
+    for (int oy = 0; oy < c->ho; oy++)
+        for (int ox = 0; ox < c->wo; ox++)
+            y[(size_t)oy * c->wo + ox] += dw_at(&c->p, x, k, oy, ox);
+}
+
+/* A depthwise 1x1 kernel (the stem's temporal convolution) is a per-channel scale. */
+CIN_KERNEL static void dw_scale(const float *restrict x, float k, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += k * x[i];
+}
+
+/* `zero` is scratch for w floats. */
+static void dw_accumulate(const conv3d *c, const float *x, int tap, float *dst, float *zero)
 {
     const conv3d_params *p = &c->p;
     size_t plane_in = (size_t)p->h * p->w, kk = (size_t)p->kh * p->kw;
-    int wp = p->w + 2 * p->pw;
+    int pointwise = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && !p->ph && !p->pw;
+    int fast = is_3x3_same(p);
+    if (fast)
+        memset(zero, 0, sizeof(float) * p->w);
     for (int ch = 0; ch < p->cout; ch++) {
-        dw_pad(p, x + ch * plane_in, pad);
-        for (int tap = 0; tap < p->kt; tap++) {
-            if (!use[tap])
-                continue;
-            const float *k = c->w + ((size_t)tap * p->cout + ch) * kk;
-            float *yo = y + ((size_t)tap * p->cout + ch) * out_plane(c);
-            if (p->kh == 3 && p->kw == 3)
-                dw_3x3(pad, wp, k, yo, c->ho, c->wo, p->sh, p->sw);
-            else
-                dw_any(p, pad, k, yo, c->ho, c->wo);
-        }
+        const float *k = c->w + ((size_t)tap * p->cout + ch) * kk;
+        const float *xc = x + ch * plane_in;
+        float *yc = dst + ch * out_plane(c);
+        if (pointwise)
+            dw_scale(xc, k[0], yc, plane_in);
+        else if (fast)
+            dw_3x3_plane(c, xc, k, yc, zero);
+        else
+            dw_plane(c, xc, k, yc);
     }
 }
+
+/* ---- dense and grouped: im2col + sgemm ---- */
 
 /* col[(ci * kh + dy) * kw + dx][oy * wo + ox] = x[ci][oy*sh - ph + dy][ox*sw - pw + dx] or 0. */
 static void im2col(const conv3d *c, const float *x, int cin, float *col)
@@ -144,37 +192,31 @@ static int is_plain_pointwise(const conv3d_params *p)
     return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ph == 0 && p->pw == 0;
 }
 
-static void gemm_taps(const conv3d *c, const float *x, float *y, float *col, const int *use)
+/* The GEMM operand of one group of a frame: the input itself for a plain 1x1x1 kernel,
+ * otherwise its im2col in `col` (one group's worth at a time, so groups reuse it). */
+static const float *gemm_operand(const conv3d *c, const float *x, int g, float *col)
+{
+    const conv3d_params *p = &c->p;
+    int cin_g = p->cin / p->groups;
+    const float *xg = x + (size_t)g * cin_g * p->h * p->w;
+    if (is_plain_pointwise(p))
+        return xg;
+    im2col(c, xg, cin_g, col);
+    return col;
+}
+
+/* dst[g's channels] += W[tap, g] x col: one group of one tap. */
+static void gemm_accumulate(const conv3d *c, const float *b, int g, int tap, float *dst)
 {
     const conv3d_params *p = &c->p;
     int cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
     int k = cin_g * p->kh * p->kw, n = (int)out_plane(c);
-    for (int g = 0; g < p->groups; g++) {
-        const float *xg = x + (size_t)g * cin_g * p->h * p->w;
-        const float *b = xg;
-        if (!is_plain_pointwise(p)) {
-            im2col(c, xg, cin_g, col);
-            b = col;
-        }
-        for (int tap = 0; tap < p->kt; tap++) {
-            if (!use[tap])
-                continue;
-            const float *a = c->w + ((size_t)tap * p->cout + (size_t)g * cout_g) * k;
-            float *yo = y + ((size_t)tap * p->cout + (size_t)g * cout_g) * n;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, n, k, 1.0f, a, k, b,
-                        n, 0.0f, yo, n);
-        }
-    }
+    const float *a = c->w + ((size_t)tap * p->cout + (size_t)g * cout_g) * k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, n, k, 1.0f, a, k, b, n, 1.0f,
+                dst + (size_t)g * cout_g * n, n);
 }
 
-/* y[tap] = this frame's contribution through each tap marked in `use`. */
-static void frame_taps(const conv3d *c, const float *x, float *y, float *col, const int *use)
-{
-    if (c->depthwise)
-        dw_taps(c, x, y, col, use);
-    else
-        gemm_taps(c, x, y, col, use);
-}
+/* ---- both modes ---- */
 
 /* The output index tap `tap` of input frame t feeds, or -1 if it feeds none (stride gap or
  * before the first output). */
@@ -186,10 +228,41 @@ static int64_t tap_target(const conv3d_params *p, int64_t t, int tap)
     return num / p->st;
 }
 
-CIN_KERNEL static void add(float *acc, const float *x, size_t n)
+/* For each tap of frame x with dst[tap] != NULL: dst[tap] += its contribution. */
+static void accumulate_frame(const conv3d *c, const float *x, float *const *dst, float *col)
 {
-    for (size_t i = 0; i < n; i++)
-        acc[i] += x[i];
+    const conv3d_params *p = &c->p;
+    if (c->depthwise) {
+        for (int tap = 0; tap < p->kt; tap++)
+            if (dst[tap])
+                dw_accumulate(c, x, tap, dst[tap], col);
+        return;
+    }
+    for (int g = 0; g < p->groups; g++) {
+        const float *b = gemm_operand(c, x, g, col);
+        for (int tap = 0; tap < p->kt; tap++)
+            if (dst[tap])
+                gemm_accumulate(c, b, g, tap, dst[tap]);
+    }
+}
+
+CIN_KERNEL static void fill_bias(const conv3d *c, float *out)
+{
+    size_t plane = out_plane(c);
+    for (int ch = 0; ch < c->p.cout; ch++)
+        for (size_t i = 0; i < plane; i++)
+            out[ch * plane + i] = c->b[ch];
+}
+
+/* out = partial + bias; partial = 0, ready for the output kt - 1 slots later. */
+CIN_KERNEL static void emit(const conv3d *c, float *restrict partial, float *restrict out)
+{
+    size_t plane = out_plane(c);
+    for (int ch = 0; ch < c->p.cout; ch++)
+        for (size_t i = 0; i < plane; i++) {
+            out[ch * plane + i] = partial[ch * plane + i] + c->b[ch];
+            partial[ch * plane + i] = 0.0f;
+        }
 }
 
 /* ---- continual mode ---- */
@@ -199,19 +272,6 @@ static float *partial_sums(void *state)
     return (float *)((char *)state + cin_align(sizeof(conv3d_state)));
 }
 
-CIN_KERNEL static void emit(const conv3d *c, const float *taps_last, const float *partial, float *out)
-{
-    size_t plane = out_plane(c);
-    for (int ch = 0; ch < c->p.cout; ch++) {
-        float b = c->b[ch];
-        const float *y = taps_last + ch * plane;
-        const float *s = partial ? partial + ch * plane : NULL;
-        float *o = out + ch * plane;
-        for (size_t i = 0; i < plane; i++)
-            o[i] = b + y[i] + (s ? s[i] : 0.0f);
-    }
-}
-
 static int conv3d_step(const cin_node *n, void *state, const float *in, float *out,
                        float *scratch)
 {
@@ -219,30 +279,30 @@ static int conv3d_step(const cin_node *n, void *state, const float *in, float *o
     const conv3d_params *p = &c->p;
     conv3d_state *s = state;
     int64_t t = s->t++;
-    int use[64], any = 0;
-    for (int tap = 0; tap < p->kt; tap++)
-        any |= use[tap] = tap_target(p, t, tap) >= 0;
-    if (!any)
-        return 0;
-
-    float *y = scratch, *col = scratch + taps_floats(c);
-    frame_taps(c, in, y, col, use);
-
-    size_t fsz = out_frame(c);
-    float *ring = partial_sums(state);
     int slots = p->kt - 1;
+    size_t fsz = out_frame(c);
+    float *ring = partial_sums(state), *dst[64] = {NULL};
     int64_t done = tap_target(p, t, p->kt - 1);
+
+    /* the closing tap first: its output is emitted and its slot freed for reuse below */
     if (done >= 0) {
-        float *slot = slots ? ring + (size_t)(done % slots) * fsz : NULL;
-        emit(c, y + (size_t)(p->kt - 1) * fsz, slot, out);
-        if (slot)
-            memset(slot, 0, fsz * sizeof(float));
+        float *slot = slots ? ring + (size_t)(done % slots) * fsz : out;
+        if (!slots)
+            fill_bias(c, out);
+        dst[p->kt - 1] = slot;
+        accumulate_frame(c, in, dst, scratch);
+        if (slots)
+            emit(c, slot, out);
+        dst[p->kt - 1] = NULL;
     }
+    int any = 0;
     for (int tap = 0; tap < slots; tap++) {
         int64_t j = tap_target(p, t, tap);
-        if (j >= 0)
-            add(ring + (size_t)(j % slots) * fsz, y + (size_t)tap * fsz, fsz);
+        dst[tap] = j >= 0 ? ring + (size_t)(j % slots) * fsz : NULL;
+        any |= j >= 0;
     }
+    if (any)
+        accumulate_frame(c, in, dst, scratch);
     return done >= 0;
 }
 
@@ -255,31 +315,25 @@ static void conv3d_forward(const cin_node *n, const float *in, int t_in, float *
     const conv3d_params *p = &c->p;
     int t_out = cin_node_clip_frames(n, t_in);
     size_t fsz = out_frame(c), isz = cin_dims_size(n->in);
-    float *y = scratch, *col = scratch + taps_floats(c);
     for (int j = 0; j < t_out; j++)
-        for (int ch = 0; ch < p->cout; ch++)
-            for (size_t i = 0; i < out_plane(c); i++)
-                out[j * fsz + ch * out_plane(c) + i] = c->b[ch];
+        fill_bias(c, out + j * fsz);
     for (int t = 0; t < t_in; t++) {
-        int use[64], any = 0;
+        float *dst[64];
+        int any = 0;
         for (int tap = 0; tap < p->kt; tap++) {
             int64_t j = tap_target(p, t, tap);
-            any |= use[tap] = j >= 0 && j < t_out;
+            dst[tap] = j >= 0 && j < t_out ? out + j * fsz : NULL;
+            any |= dst[tap] != NULL;
         }
-        if (!any)
-            continue;
-        frame_taps(c, in + t * isz, y, col, use);
-        for (int tap = 0; tap < p->kt; tap++)
-            if (use[tap])
-                add(out + tap_target(p, t, tap) * fsz, y + tap * fsz, fsz);
+        if (any)
+            accumulate_frame(c, in + t * isz, dst, scratch);
     }
 }
 
 static size_t conv3d_clip_scratch(const cin_node *n, int t_in)
 {
     (void)t_in;
-    const conv3d *c = (const conv3d *)n;
-    return taps_floats(c) + c->col;
+    return ((const conv3d *)n)->col;
 }
 
 static int64_t macs_per_tap(const conv3d *c)
@@ -380,12 +434,11 @@ static void set_geometry(conv3d *c)
     else
         b->state_bytes = cin_align(sizeof(conv3d_state));
     if (c->depthwise)
-        c->col = cin_align((size_t)(p->h + 2 * p->ph) * (p->w + 2 * p->pw) * sizeof(float)) /
-                 sizeof(float);
+        c->col = cin_align(sizeof(float) * (size_t)p->w) / sizeof(float); /* a zero row */
     else if (!is_plain_pointwise(p))
         c->col = cin_align((size_t)(p->cin / p->groups) * p->kh * p->kw * out_plane(c) *
                            sizeof(float)) / sizeof(float);
-    b->step_scratch = taps_floats(c) + c->col;
+    b->step_scratch = c->col;
     b->param_bytes = ((size_t)p->kt * p->cout * (p->cin / p->groups) * p->kh * p->kw +
                       p->cout) * sizeof(float);
 }
