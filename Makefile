@@ -5,7 +5,8 @@ PREFIX  ?= /usr/local
 BUILD   := build
 PKGS    := libavformat libavcodec libswscale libavutil liburing yaml-0.1 jansson openblas
 CFLAGS  ?= -O3 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -fPIC \
+# CFLAGS (optimisation, sanitizers) is the user's; what the code needs is in CIN_CFLAGS.
+CIN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -fPIC \
            -Iengine -Iops -Iio -Igraphs -Ipipelines $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
@@ -15,24 +16,25 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/main.o $(BUILD)/tests/util.o
 
-all: $(BUILD)/libcin.a $(BUILD)/libcin.so $(BUILD)/cin-run $(BUILD)/cin-bench
+SHARED  ?= $(BUILD)/libcin.so
+all: $(BUILD)/libcin.a $(SHARED) $(BUILD)/cin-run $(BUILD)/cin-bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CIN_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libcin.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/libcin.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cin-run: $(BUILD)/pipelines/cin_run.o $(BUILD)/libcin.a
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cin-bench: $(BUILD)/bench/cin_bench.o $(BUILD)/libcin.a
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The test runner calls test_<file>_register() for every tests/test_<file>.c.
 $(BUILD)/tests/suites.h: $(TEST_SRC)
@@ -41,18 +43,25 @@ $(BUILD)/tests/suites.h: $(TEST_SRC)
 
 $(BUILD)/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
+	$(CC) $(CIN_CFLAGS) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
 $(BUILD)/cin-tests: $(TEST_OBJ) $(BUILD)/libcin.a
-	$(CC) -o $@ $^ $(LDLIBS) -lcunit
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
 
 # docs/example.c embeds the library as an application would: only through cin.h.
 $(BUILD)/example: docs/example.c $(BUILD)/libcin.a
-	$(CC) -std=c11 -Wall -Wextra -Iengine $< $(BUILD)/libcin.a $(LDLIBS) -o $@
+	$(CC) -std=c11 -Wall -Wextra -Iengine $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcin.a \
+	    $(LDLIBS) -o $@
 
 test: all $(BUILD)/cin-tests $(BUILD)/example
-	cd tests && ../$(BUILD)/cin-tests
+	cd tests && CIN_RUN=../$(BUILD)/cin-run ../$(BUILD)/cin-tests
 	./$(BUILD)/example
+
+# The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer (CI runs it too);
+# without the shared library, which GCC 12 cannot link from ASan objects.
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+test-sanitize:
+	$(MAKE) BUILD=build/sanitize CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" SHARED= test
 
 goldens:
 	/usr/bin/python3 tests/ref/make_goldens.py
@@ -70,7 +79,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' docs/cin.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cin.pc
 
-.PHONY: all test clean deps run install goldens
+.PHONY: all test test-sanitize clean deps run install goldens
 clean:
 	rm -rf $(BUILD)
 
@@ -80,4 +89,4 @@ deps:
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
 # The activations' exp() loops vectorise only with -ffast-math; they handle no NaN specially.
-$(BUILD)/ops/activation.o: CFLAGS += -ffast-math
+$(BUILD)/ops/activation.o: CIN_CFLAGS += -ffast-math

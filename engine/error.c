@@ -34,21 +34,6 @@ int cin_err_set(cin_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-int cin_err_wrap(cin_err *err, const char *fmt, ...)
-{
-    if (!err)
-        return CIN_E_INVAL;
-    char prefix[256];
-    char old[sizeof err->msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
-    return err->code;
-}
-
 void cin_err_clear(cin_err *err)
 {
     if (!err)

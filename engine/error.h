@@ -12,9 +12,6 @@
 int cin_err_set(cin_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prepends "prefix: " to an error already recorded, e.g. the file it came from. */
-int cin_err_wrap(cin_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 void cin_err_clear(cin_err *err);
 
 #endif

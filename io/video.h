@@ -83,4 +83,8 @@ int64_t video_damaged(const video_src *v);
 /* Frees the source and everything it holds; NULL is allowed. */
 void video_close(video_src *v);
 
+/* How much libav itself prints on stderr, on cin's scale (CIN_LOG_ERROR .. CIN_LOG_DEBUG).
+ * This is libav's process-wide setting: tools call it once at start, libraries leave it be. */
+void video_set_log_level(int level);
+
 #endif

@@ -7,6 +7,7 @@
 #include "cin.h"
 #include "config.h"
 #include "pipeline.h"
+#include "video.h"
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
@@ -79,6 +80,8 @@ int main(int argc, char **argv)
 
     /* One stream per thread; BLAS threads on per-frame GEMMs cost more than they save. */
     openblas_set_num_threads(1);
+    /* cin reports decode failures itself; libav's own lines only from --log-level warn up */
+    video_set_log_level(level);
     cin_err err = {0};
     pipe_config *cfg;
     if (pipe_config_load(path, &cfg, &err)) {

@@ -12,6 +12,7 @@
 #include "pipeline.h"
 #include "seeded.h"
 #include "util.h"
+#include "video.h"
 
 /* A pipeline file in the temporary directory; returns its path. */
 static const char *write_yaml(const char *name, const char *text)
@@ -167,7 +168,8 @@ static void test_cin_run_exits_non_zero_with_one_line(void)
 {
     const char *yaml = write_yaml("cli.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: q}\n");
     char cmd[1024], line[1024];
-    snprintf(cmd, sizeof cmd, "../build/cin-run %s 2>&1", yaml);
+    const char *bin = getenv("CIN_RUN"); /* set by `make test` to this build's binary */
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin ? bin : "../build/cin-run", yaml);
     FILE *p = popen(cmd, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     int lines = 0, named = 0;
@@ -186,6 +188,7 @@ int test_pipeline_register(void)
     CU_pSuite s = CU_add_suite("pipeline", NULL, NULL);
     if (!s)
         return -1;
+    video_set_log_level(CIN_LOG_ERROR - 1); /* the tests check cin's own messages */
     int ok = CU_add_test(s, "npy frames give one row per frame and a line per output",
                          test_npy_frames_give_one_row_per_frame_and_a_line_per_output) &&
              CU_add_test(s, "clip mode outputs once a clip has arrived",
