@@ -45,14 +45,8 @@ static void stt_make(const char *path, const char *header, const void *data, siz
 
 static unsigned char *stt_slurp(const char *path, size_t *len)
 {
-    FILE *fp = fopen(path, "rb");
-    CU_ASSERT_FATAL(fp != NULL);
-    fseek(fp, 0, SEEK_END);
-    *len = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = malloc(*len + 1);
-    CU_ASSERT_FATAL(fread(buf, 1, *len, fp) == *len);
-    fclose(fp);
+    unsigned char *buf = tu_read_file(path, len);
+    CU_ASSERT_FATAL(buf != NULL);
     return buf;
 }
 

@@ -421,14 +421,10 @@ static void test_truncated_checkpoint_fails_cleanly(void)
 {
     const char *path = tu_tmp_path("whole.safetensors");
     CU_ASSERT_EQUAL_FATAL(write_checkpoint(path, X3D_PYTORCHVIDEO, 1, NULL, NULL), 0);
-    FILE *f = fopen(path, "rb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    char *bytes = malloc((size_t)size);
-    rewind(f);
-    CU_ASSERT_EQUAL(fread(bytes, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
+    size_t len;
+    unsigned char *bytes = tu_read_file(path, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+    long size = (long)len;
     const char *cut = tu_tmp_path("cut.safetensors");
     long points[] = {0, 4, 8, 100, size / 3, size - 1};
     for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
