@@ -35,12 +35,15 @@ typedef struct tname {
     const char *pv, *sf;
 } tname;
 
+/* The builder's state. Once anything fails, `failed` is set, x->err keeps the first message
+ * and every later step returns NULL without reading or reporting anything. */
 typedef struct x3d_ctx {
     const wsrc *w;
     x3d_layout layout;
     x3d_visit_fn visit;
     void *visit_user;
     cin_err *err;
+    int failed;
     char prefix[2][64];     /* block prefix per layout; empty outside blocks */
     cin_dims dims;          /* the frame entering the next node */
 } x3d_ctx;
@@ -56,74 +59,31 @@ static int round_width(int width, double mult)
     return out < 0.9 * w ? out + 8 : out;
 }
 
-static void full_name(const x3d_ctx *x, tname n, const char *leaf, char *buf, size_t len)
+/* Records the outcome of creating *n: on success the frame moves on to its output. (A pointer,
+ * because the call that creates *n is an argument of this one.) */
+static cin_node *made(x3d_ctx *x, int rc, cin_node **n)
 {
-    int sf = x->layout == X3D_SLOWFAST;
-    snprintf(buf, len, "%s%s.%s", x->prefix[sf], sf ? n.sf : n.pv, leaf);
+    if (rc) {
+        x->failed = 1;
+        return NULL;
+    }
+    x->dims = (*n)->out;
+    return *n;
 }
 
-/* Reads tensor n.leaf with the given shape; NULL on failure (x->err says why). */
+/* Reads tensor <prefix><name>.<leaf> with the given shape; NULL on failure. */
 static float *get(x3d_ctx *x, tname n, const char *leaf, int ndim, const int64_t *shape)
 {
+    if (x->failed)
+        return NULL;
+    int sf = x->layout == X3D_SLOWFAST;
     char name[192];
-    full_name(x, n, leaf, name, sizeof name);
+    snprintf(name, sizeof name, "%s%s.%s", x->prefix[sf], sf ? n.sf : n.pv, leaf);
     if (x->visit)
         x->visit(x->visit_user, name, ndim, shape);
     float *v;
-    return wsrc_get(x->w, name, ndim, shape, &v, x->err) ? NULL : v;
-}
-
-typedef struct bn_tensors {
-    float *v[4];  /* weight, bias, running_mean, running_var */
-} bn_tensors;
-
-static int get_bn(x3d_ctx *x, tname n, int c, bn_tensors *bn)
-{
-    static const char *leaf[4] = {"weight", "bias", "running_mean", "running_var"};
-    int64_t shape[1] = {c};
-    int ok = 1;
-    for (int i = 0; i < 4; i++)
-        bn->v[i] = ok ? get(x, n, leaf[i], 1, shape) : NULL;
-    for (int i = 0; i < 4; i++)
-        ok &= bn->v[i] != NULL;
-    return ok ? 0 : -1;
-}
-
-static void free_bn(bn_tensors *bn)
-{
-    for (int i = 0; i < 4; i++)
-        free(bn->v[i]);
-}
-
-/* A convolution and its batch norm, folded; advances x->dims. */
-static cin_node *conv_bn(x3d_ctx *x, tname conv, tname norm, conv3d_params p)
-{
-    p.cin = x->dims.c;
-    p.h = x->dims.h;
-    p.w = x->dims.w;
-    int64_t shape[5] = {p.cout, p.cin / p.groups, p.kt, p.kh, p.kw};
-    float *weight = get(x, conv, "weight", 5, shape);
-    bn_tensors bn = {{NULL}};
-    cin_node *node = NULL;
-    if (weight && get_bn(x, norm, p.cout, &bn) == 0) {
-        p.weight = weight;
-        p.bn_gamma = bn.v[0];
-        p.bn_beta = bn.v[1];
-        p.bn_mean = bn.v[2];
-        p.bn_var = bn.v[3];
-        p.bn_eps = (float)bn_eps;
-        if (conv3d_create(&p, &node, x->err) == 0)
-            x->dims = node->out;
-    }
-    free(weight);
-    free_bn(&bn);
-    return node;
-}
-
-static cin_node *act(x3d_ctx *x, act_kind kind)
-{
-    cin_node *n;
-    return act_create(kind, x->dims, &n, x->err) ? NULL : n;
+    x->failed = wsrc_get(x->w, name, ndim, shape, &v, x->err) != 0;
+    return x->failed ? NULL : v;
 }
 
 static conv3d_params kernel(int cout, int groups, int kt, int ks, int stride)
@@ -133,32 +93,49 @@ static conv3d_params kernel(int cout, int groups, int kt, int ks, int stride)
                            .pw = ks / 2};
 }
 
-static cin_node *stem(x3d_ctx *x, int width)
+/* A convolution on the current frame, with the batch norm `norm` folded in (NULL: none). */
+static cin_node *conv(x3d_ctx *x, tname weight, const tname *norm, conv3d_params p)
 {
-    cin_node_list l = {0};
+    static const char *bn_leaf[4] = {"weight", "bias", "running_mean", "running_var"};
+    p.cin = x->dims.c;
+    p.h = x->dims.h;
+    p.w = x->dims.w;
+    int64_t shape[5] = {p.cout, p.cin / p.groups, p.kt, p.kh, p.kw}, bn_shape[1] = {p.cout};
+    float *w = get(x, weight, "weight", 5, shape), *bn[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; norm && i < 4; i++)
+        bn[i] = get(x, *norm, bn_leaf[i], 1, bn_shape);
+    cin_node *n = NULL;
+    if (!x->failed) {
+        p.weight = w;
+        p.bn_gamma = bn[0];
+        p.bn_beta = bn[1];
+        p.bn_mean = bn[2];
+        p.bn_var = bn[3];
+        p.bn_eps = (float)bn_eps;
+        n = made(x, conv3d_create(&p, &n, x->err), &n);
+    }
+    free(w);
+    for (int i = 0; i < 4; i++)
+        free(bn[i]);
+    return n;
+}
+
+static cin_node *act(x3d_ctx *x, act_kind kind)
+{
+    cin_node *n = NULL;
+    return x->failed ? NULL : made(x, act_create(kind, x->dims, &n, x->err), &n);
+}
+
+/* Spatial 1x3x3 convolution (stride 2), then the depthwise temporal 5x1x1 one and its norm.
+ * pytorchvideo names them the other way round: conv_t is the spatial one. */
+static void stem(x3d_ctx *x, int width, cin_node_list *l)
+{
     static const tname spatial = {"blocks.0.conv.conv_t", "s1.pathway0_stem.conv_xy"};
     static const tname temporal = {"blocks.0.conv.conv_xy", "s1.pathway0_stem.conv"};
     static const tname norm = {"blocks.0.norm", "s1.pathway0_stem.bn"};
-    cin_node *n = NULL;
-
-    conv3d_params p = kernel(width, 1, 1, 3, 2);
-    int64_t shape[5] = {width, x->dims.c, 1, 3, 3};
-    float *weight = get(x, spatial, "weight", 5, shape);
-    if (weight) {
-        p.cin = x->dims.c;
-        p.h = x->dims.h;
-        p.w = x->dims.w;
-        p.weight = weight;
-        if (conv3d_create(&p, &n, x->err) == 0)
-            x->dims = n->out;
-        free(weight);
-    }
-    cin_node_list_push(&l, n);
-    if (!l.failed)
-        cin_node_list_push(&l, conv_bn(x, temporal, norm, kernel(width, width, 5, 1, 1)));
-    if (!l.failed)
-        cin_node_list_push(&l, act(x, ACT_RELU));
-    return cin_node_list_seq(&l, &n, x->err) ? NULL : n;
+    cin_node_list_push(l, conv(x, spatial, NULL, kernel(width, 1, 1, 3, 2)));
+    cin_node_list_push(l, conv(x, temporal, &norm, kernel(width, width, 5, 1, 1)));
+    cin_node_list_push(l, act(x, ACT_RELU));
 }
 
 static cin_node *squeeze_excite(x3d_ctx *x, int window)
@@ -167,18 +144,17 @@ static cin_node *squeeze_excite(x3d_ctx *x, int window)
     static const tname fc2 = {"branch2.norm_b.1.block.2", "branch2.se.fc2"};
     int c = x->dims.c, r = round_width(c, 0.0625);
     int64_t s1[5] = {r, c, 1, 1, 1}, s2[5] = {c, r, 1, 1, 1}, b1[1] = {r}, b2[1] = {c};
-    se_params p = {.dims = x->dims, .reduced = r, .window = window};
-    p.fc1_w = get(x, fc1, "weight", 5, s1);
-    p.fc1_b = p.fc1_w ? get(x, fc1, "bias", 1, b1) : NULL;
-    p.fc2_w = p.fc1_b ? get(x, fc2, "weight", 5, s2) : NULL;
-    p.fc2_b = p.fc2_w ? get(x, fc2, "bias", 1, b2) : NULL;
+    float *w1 = get(x, fc1, "weight", 5, s1), *bias1 = get(x, fc1, "bias", 1, b1);
+    float *w2 = get(x, fc2, "weight", 5, s2), *bias2 = get(x, fc2, "bias", 1, b2);
+    se_params p = {.dims = x->dims, .reduced = r, .window = window, .fc1_w = w1,
+                   .fc1_b = bias1, .fc2_w = w2, .fc2_b = bias2};
     cin_node *n = NULL;
-    if (p.fc2_b)
-        se_create(&p, &n, x->err);
-    free((float *)p.fc1_w);
-    free((float *)p.fc1_b);
-    free((float *)p.fc2_w);
-    free((float *)p.fc2_b);
+    if (!x->failed)
+        n = made(x, se_create(&p, &n, x->err), &n);
+    free(w1);
+    free(bias1);
+    free(w2);
+    free(bias2);
     return n;
 }
 
@@ -196,19 +172,14 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     static const tname c = {"branch2.conv_c", "branch2.c"};
     static const tname c_bn = {"branch2.norm_c", "branch2.c_bn"};
     cin_node_list l = {0};
-    cin_node *n;
-    cin_node_list_push(&l, conv_bn(x, a, a_bn, kernel(b->inner, 1, 1, 1, 1)));
-    if (!l.failed)
-        cin_node_list_push(&l, act(x, ACT_RELU));
-    if (!l.failed)
-        cin_node_list_push(&l, conv_bn(x, conv_b, b_bn,
-                                       kernel(b->inner, b->inner, 3, 3, b->stride)));
-    if (!l.failed && b->se)
+    cin_node_list_push(&l, conv(x, a, &a_bn, kernel(b->inner, 1, 1, 1, 1)));
+    cin_node_list_push(&l, act(x, ACT_RELU));
+    cin_node_list_push(&l, conv(x, conv_b, &b_bn, kernel(b->inner, b->inner, 3, 3, b->stride)));
+    if (b->se)
         cin_node_list_push(&l, squeeze_excite(x, b->se_window));
-    if (!l.failed)
-        cin_node_list_push(&l, act(x, ACT_SWISH));
-    if (!l.failed)
-        cin_node_list_push(&l, conv_bn(x, c, c_bn, kernel(b->out, 1, 1, 1, 1)));
+    cin_node_list_push(&l, act(x, ACT_SWISH));
+    cin_node_list_push(&l, conv(x, c, &c_bn, kernel(b->out, 1, 1, 1, 1)));
+    cin_node *n;
     return cin_node_list_seq(&l, &n, x->err) ? NULL : n;
 }
 
@@ -218,46 +189,32 @@ static cin_node *shortcut(x3d_ctx *x, const block_spec *b)
 {
     static const tname b1 = {"branch1_conv", "branch1"};
     static const tname b1_bn = {"branch1_norm", "branch1_bn"};
-    if (x->layout == X3D_SLOWFAST || x->dims.c != b->out)
-        return conv_bn(x, b1, b1_bn, kernel(b->out, 1, 1, 1, b->stride));
-    conv3d_params p = kernel(b->out, 1, 1, 1, b->stride);
-    p.cin = x->dims.c;
-    p.h = x->dims.h;
-    p.w = x->dims.w;
-    int64_t shape[5] = {b->out, p.cin, 1, 1, 1};
-    float *weight = get(x, b1, "weight", 5, shape);
-    cin_node *n = NULL;
-    p.weight = weight;
-    if (weight)
-        conv3d_create(&p, &n, x->err);
-    free(weight);
-    return n;
+    int norm = x->layout == X3D_SLOWFAST || x->dims.c != b->out;
+    return conv(x, b1, norm ? &b1_bn : NULL, kernel(b->out, 1, 1, 1, b->stride));
 }
 
-/* Residual block: relu(branch2(x) + shortcut(x)); the graph aligns the identity's delay. */
+/* Residual block: relu(bottleneck(x) + shortcut(x)); the graph aligns the identity's delay. */
 static cin_node *res_block(x3d_ctx *x, const block_spec *b)
 {
     cin_dims in = x->dims;
     cin_node *branches[2] = {NULL, NULL};
     if (in.c != b->out || b->stride != 1) {
         branches[0] = shortcut(x, b);
-        if (!branches[0])
-            return NULL;
         x->dims = in; /* the bottleneck starts from the block's input too */
     }
     branches[1] = bottleneck(x, b);
-    if (!branches[1]) {
+    cin_node *sum = NULL;
+    if (x->failed || !branches[1]) {
+        x->failed = 1;
         cin_node_free(branches[0]);
-        return NULL;
+        cin_node_free(branches[1]);
+    } else {
+        sum = made(x, cin_parallel_create(branches, 2, CIN_REDUCE_SUM, &sum, x->err), &sum);
     }
     cin_node_list l = {0};
+    cin_node_list_push(&l, sum);
+    cin_node_list_push(&l, act(x, ACT_RELU));
     cin_node *n;
-    if (cin_parallel_create(branches, 2, CIN_REDUCE_SUM, &n, x->err) == 0)
-        cin_node_list_push(&l, n);
-    else
-        l.failed = 1;
-    if (!l.failed)
-        cin_node_list_push(&l, act(x, ACT_RELU));
     return cin_node_list_seq(&l, &n, x->err) ? NULL : n;
 }
 
@@ -272,10 +229,10 @@ static void set_block_prefix(x3d_ctx *x, int stage, int block)
 static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list *l)
 {
     static const int base_depth[4] = {1, 2, 5, 3};
-    for (int s = 0; s < 4 && !l->failed; s++) {
-        int out = round_width(24, s == 0 ? 1.0 : (double)(1 << s));
+    for (int s = 0; s < 4; s++) {
+        int out = 24 << s;
         int depth = (int)ceil(depth_factor * base_depth[s]);
-        for (int i = 0; i < depth && !l->failed; i++) {
+        for (int i = 0; i < depth; i++) {
             block_spec b = {.inner = (int)(2.25 * out), .out = out, .stride = i ? 1 : 2,
                             .se = (i + 1) % 2, .se_window = se_window};
             set_block_prefix(x, s + 1, i);
@@ -289,14 +246,25 @@ static cin_node *projection(x3d_ctx *x, int classes)
 {
     static const tname proj = {"blocks.5.proj", "head.projection"};
     int64_t ws[2] = {classes, x->dims.c}, bs[1] = {classes};
-    float *w = get(x, proj, "weight", 2, ws);
-    float *b = w ? get(x, proj, "bias", 1, bs) : NULL;
+    float *w = get(x, proj, "weight", 2, ws), *b = get(x, proj, "bias", 1, bs);
     cin_node *n = NULL;
-    if (b && linear_create(x->dims.c, classes, w, b, &n, x->err) == 0)
-        x->dims = n->out;
+    if (!x->failed)
+        n = made(x, linear_create(x->dims.c, classes, w, b, &n, x->err), &n);
     free(w);
     free(b);
     return n;
+}
+
+static cin_node *pool(x3d_ctx *x, int (*create)(cin_dims, cin_node **, cin_err *))
+{
+    cin_node *n = NULL;
+    return x->failed ? NULL : made(x, create(x->dims, &n, x->err), &n);
+}
+
+static cin_node *temporal_pool(x3d_ctx *x, int window)
+{
+    cin_node *n = NULL;
+    return x->failed ? NULL : made(x, pool_temporal_create(x->dims, window, &n, x->err), &n);
 }
 
 /* Head: 1x1x1 conv + BN + ReLU, average over the frame and a window of `window` frames,
@@ -306,39 +274,14 @@ static void head(x3d_ctx *x, int window, int classes, cin_node_list *l)
     static const tname pre = {"blocks.5.pool.pre_conv", "head.conv_5"};
     static const tname pre_bn = {"blocks.5.pool.pre_norm", "head.conv_5_bn"};
     static const tname post = {"blocks.5.pool.post_conv", "head.lin_5"};
-    cin_node *n = NULL;
-    cin_node_list_push(l, conv_bn(x, pre, pre_bn, kernel((int)(2.25 * x->dims.c), 1, 1, 1, 1)));
-    if (!l->failed)
-        cin_node_list_push(l, act(x, ACT_RELU));
-    if (!l->failed && pool_spatial_create(x->dims, &n, x->err) == 0)
-        x->dims = n->out;
-    cin_node_list_push(l, l->failed ? NULL : n);
-    n = NULL;
-    if (!l->failed)
-        pool_temporal_create(x->dims, window, &n, x->err);
-    cin_node_list_push(l, l->failed ? NULL : n);
-
-    if (!l->failed) {
-        conv3d_params p = kernel(2048, 1, 1, 1, 1);
-        p.cin = x->dims.c;
-        p.h = p.w = 1;
-        int64_t shape[5] = {2048, x->dims.c, 1, 1, 1};
-        float *w = get(x, post, "weight", 5, shape);
-        p.weight = w;
-        n = NULL;
-        if (w && conv3d_create(&p, &n, x->err) == 0)
-            x->dims = n->out;
-        free(w);
-        cin_node_list_push(l, n);
-    }
-    if (!l->failed)
-        cin_node_list_push(l, act(x, ACT_RELU));
-    if (!l->failed)
-        cin_node_list_push(l, projection(x, classes));
-    n = NULL;
-    if (!l->failed)
-        pool_clip_mean_create(x->dims, &n, x->err);
-    cin_node_list_push(l, l->failed ? NULL : n);
+    cin_node_list_push(l, conv(x, pre, &pre_bn, kernel((int)(2.25 * x->dims.c), 1, 1, 1, 1)));
+    cin_node_list_push(l, act(x, ACT_RELU));
+    cin_node_list_push(l, pool(x, pool_spatial_create));
+    cin_node_list_push(l, temporal_pool(x, window));
+    cin_node_list_push(l, conv(x, post, NULL, kernel(2048, 1, 1, 1, 1)));
+    cin_node_list_push(l, act(x, ACT_RELU));
+    cin_node_list_push(l, projection(x, classes));
+    cin_node_list_push(l, pool(x, pool_clip_mean_create));
 }
 
 int x3d_detect_layout(const wsrc *w, x3d_layout *out, cin_err *err)
@@ -396,11 +339,9 @@ int x3d_build(const x3d_opts *o, const wsrc *w, x3d_layout layout, x3d_visit_fn 
     x3d_ctx x = {.w = w, .layout = layout, .visit = visit, .visit_user = visit_user,
                  .err = err, .dims = {3, crop, crop}};
     cin_node_list l = {0};
-    cin_node_list_push(&l, stem(&x, 24));
-    if (!l.failed)
-        stages(&x, size->depth_factor, se_window, &l);
-    if (!l.failed)
-        head(&x, window, class_count(o, w, layout), &l);
+    stem(&x, 24, &l);
+    stages(&x, size->depth_factor, se_window, &l);
+    head(&x, window, class_count(o, w, layout), &l);
     *clip_frames = window;
     return cin_node_list_seq(&l, root, err);
 }
