@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define PCFG_MAX_BYTES (1 << 20)    /* a pipeline file is a few hundred bytes */
@@ -19,6 +20,10 @@
 #define PCFG_GOT_MAX 48             /* a quoted value in a message is cut to this */
 #define PCFG_DIGITS "0123456789"
 #define PCFG_MAX_SIDE 16384         /* the largest resize io/video.h accepts */
+#define PCFG_MIN_CROP 32            /* X3D halves the frame five times */
+#define PCFG_MAX_CROP 4096
+#define PCFG_MAX_WINDOW 1024        /* temporal windows, in frames */
+#define PCFG_MAX_CLASSES 100000
 
 typedef struct pcfg_ctx {
     const char *file;               /* the path as given, for messages */
@@ -496,6 +501,8 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
     return rc;
 }
 
+/* crop and resize may be left to the model (0): the size's crop, and crop * 8 / 7 (182 for
+ * 160, 256 for 224, as the X3D recipes resize). Only two given values are compared here. */
 static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
@@ -505,23 +512,17 @@ static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
     if (!rc)
         rc = pcfg_get_int(&m, "resize", 1, PCFG_MAX_SIDE, &c->preprocess.resize);
     if (!rc)
-        rc = pcfg_get_int(&m, "crop", 1, INT_MAX, &c->preprocess.crop);
+        rc = pcfg_get_int(&m, "crop", PCFG_MIN_CROP, PCFG_MAX_CROP, &c->preprocess.crop);
     if (!rc)
         rc = pcfg_get_vec3(&m, "mean", 0, c->preprocess.mean);
     if (!rc)
         rc = pcfg_get_vec3(&m, "std", 1, c->preprocess.std);
-    if (rc || c->preprocess.crop <= c->preprocess.resize)
+    if (rc || !c->preprocess.crop || !c->preprocess.resize ||
+        c->preprocess.crop <= c->preprocess.resize)
         return rc;
-
-    /* Blame the key the user wrote: crop if given, else resize (below the default crop). */
-    yaml_node_t *crop = pcfg_find(&m, "crop");
-    if (crop)
-        return pcfg_fail(top->ctx, crop, "preprocess.crop",
-                         "expected at most preprocess.resize (%d), got %d",
-                         c->preprocess.resize, c->preprocess.crop);
-    return pcfg_fail(top->ctx, pcfg_find(&m, "resize"), "preprocess.resize",
-                     "expected at least preprocess.crop (%d, the default), got %d",
-                     c->preprocess.crop, c->preprocess.resize);
+    return pcfg_fail(top->ctx, pcfg_find(&m, "crop"), "preprocess.crop",
+                     "expected at most preprocess.resize (%d), got %d", c->preprocess.resize,
+                     c->preprocess.crop);
 }
 
 static int pcfg_parse_arch(const pcfg_map *m, pipe_config *c, const struct pcfg_arch **arch)
@@ -574,20 +575,21 @@ static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
     if (!rc)
         rc = pcfg_get_choice(&m, "mode", pcfg_modes, &mode);
     if (!rc)
-        rc = pcfg_get_int(&m, "pool_window", 1, INT_MAX, &c->model.pool_window);
+        rc = pcfg_get_int(&m, "pool_window", 1, PCFG_MAX_WINDOW, &c->model.pool_window);
     if (!rc)
-        rc = pcfg_get_int(&m, "se_window", 1, INT_MAX, &c->model.se_window);
+        rc = pcfg_get_int(&m, "se_window", 1, PCFG_MAX_WINDOW, &c->model.se_window);
     if (!rc)
-        rc = pcfg_get_int(&m, "num_classes", 1, INT_MAX, &c->model.num_classes);
+        rc = pcfg_get_int(&m, "num_classes", 1, PCFG_MAX_CLASSES, &c->model.num_classes);
     c->model.mode = (pipe_mode)mode;
     return rc;
 }
 
-/* After the model: topk is bounded by model.num_classes. */
+/* After the model: topk is bounded by model.num_classes when that is given; otherwise the
+ * pipeline checks it against the classes the weights hold. */
 static int pcfg_parse_postprocess(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
-    int classes = c->model.num_classes;
+    int classes = c->model.num_classes ? c->model.num_classes : PCFG_MAX_CLASSES;
     c->postprocess.topk = classes < 5 ? classes : 5;
     int rc = pcfg_section(top, "postprocess", pcfg_post_keys, 0, &m);
     if (!rc)
@@ -659,6 +661,40 @@ static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
     return 0;
 }
 
+/* 1 if a and b name the same file: the same inode when both exist, else the same path. */
+static int pcfg_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0)
+        return 0;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return strcmp(a, b) == 0;
+}
+
+/* A sink must not write over an input, the pipeline file or another sink. */
+static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
+{
+    const struct {
+        const char *path, *field;
+    } inputs[] = {{ctx->file, "the pipeline file"}, {c->source.uri, "source"},
+                  {c->model.weights, "model.weights"}, {c->postprocess.labels,
+                  "postprocess.labels"}};
+    for (int i = 0; i < c->n_sinks; i++) {
+        const char *p = c->sinks[i].path;
+        for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
+            if (pcfg_same_file(p, inputs[k].path))
+                return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is %s; "
+                                   "a sink must not overwrite an input", ctx->file, i, p,
+                                   inputs[k].field);
+        for (int j = 0; j < i; j++)
+            if (pcfg_same_file(p, c->sinks[j].path))
+                return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is "
+                                   "also sinks[%d].path", ctx->file, i, p, j);
+    }
+    return 0;
+}
+
 static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
 {
     yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
@@ -680,6 +716,8 @@ static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
         rc = pcfg_parse_postprocess(&top, c);
     if (!rc)
         rc = pcfg_parse_sinks(&top, c);
+    if (!rc)
+        rc = pcfg_check_outputs(ctx, c);
     return rc;
 }
 
@@ -773,15 +811,12 @@ static void pcfg_defaults(pipe_config *c)
 {
     c->source.type = PIPE_SOURCE_VIDEO;
     c->preprocess.fps = 0;
-    c->preprocess.resize = 182;
-    c->preprocess.crop = 160;
     for (int i = 0; i < 3; i++) {
         c->preprocess.mean[i] = 0.45f;
         c->preprocess.std[i] = 0.225f;
     }
     c->model.mode = PIPE_MODE_CONTINUAL;
     c->model.se_window = 1;
-    c->model.num_classes = 400;
     c->postprocess.softmax = 1;
 }
 

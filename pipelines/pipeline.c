@@ -2,11 +2,13 @@
  * way; the loop owns every buffer it uses, allocated before the first frame. */
 #include "pipeline.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jsonl.h"
 #include "npy.h"
@@ -20,9 +22,12 @@ typedef struct source {
     double fps;             /* npy: frames per second for pts, the preprocess fps or 1 */
 } source;
 
+/* File sinks write to "<path>.part-<pid>" and are renamed over <path> when closed, so a run
+ * that fails before its first frame leaves an existing results file as it was. */
 typedef struct sinks {
     jsonl_sink *jsonl[PIPE_MAX_SINKS];
     npy_writer *npy[PIPE_MAX_SINKS];
+    char part[PIPE_MAX_SINKS][4096];  /* "" for stdout */
     int n;
 } sinks;
 
@@ -79,8 +84,15 @@ static int open_source(run *r, cin_err *err)
     const pipe_config *c = r->cfg;
     if (c->source.type == PIPE_SOURCE_NPY)
         return npy_source(r, err);
-    video_opts vo = {.uri = c->source.uri, .fps = c->preprocess.fps,
-                     .resize = c->preprocess.resize, .crop = c->preprocess.crop};
+    /* the model fixes the crop; resize as the X3D recipes do, crop * 8 / 7, unless given */
+    int crop = r->info.in_height;
+    int resize = c->preprocess.resize ? c->preprocess.resize : crop * 8 / 7;
+    if (resize < crop)
+        return cin_err_set(err, CIN_E_CONFIG, "%s: preprocess.resize: %d is smaller than the "
+                           "model's input (%d); expected at least %d", c->path, resize, crop,
+                           crop);
+    video_opts vo = {.uri = c->source.uri, .fps = c->preprocess.fps, .resize = resize,
+                     .crop = crop};
     memcpy(vo.mean, c->preprocess.mean, sizeof vo.mean);
     memcpy(vo.std, c->preprocess.std, sizeof vo.std);
     return video_open(&vo, &r->src.video, err);
@@ -113,23 +125,39 @@ static int open_sinks(run *r, cin_err *err)
     int64_t row[1] = {r->info.out_size};
     for (int i = 0; i < c->n_sinks; i++) {
         const pipe_sink *s = &c->sinks[i];
-        int rc = s->type == PIPE_SINK_JSONL ? jsonl_open(s->path, &r->out.jsonl[i], err)
-                                            : npy_writer_open(s->path, 1, row, &r->out.npy[i], err);
-        if (rc)
-            return rc;
+        char *part = r->out.part[i];
+        if (strcmp(s->path, "-") != 0 &&
+            snprintf(part, sizeof r->out.part[i], "%s.part-%ld", s->path, (long)getpid()) >=
+                (int)sizeof r->out.part[i])
+            return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path, i);
+        const char *path = part[0] ? part : s->path;
+        int rc = s->type == PIPE_SINK_JSONL ? jsonl_open(path, &r->out.jsonl[i], err)
+                                            : npy_writer_open(path, 1, row, &r->out.npy[i], err);
+        if (rc) {
+            part[0] = '\0';
+            return cin_err_set(err, rc, "%s: sinks[%d].path: cannot write '%s': %s", c->path, i,
+                               s->path, err->msg);
+        }
         r->out.n = i + 1;
     }
     return 0;
 }
 
-static int close_sinks(run *r, cin_err *err)
+/* Closes every sink; their files replace the results they name when `keep`, and are removed
+ * otherwise. Returns the first error. */
+static int close_sinks(run *r, int keep, cin_err *err)
 {
     int first = 0;
     for (int i = 0; i < r->out.n; i++) {
         cin_err e = {0};
         int rc = r->out.jsonl[i] ? jsonl_close(r->out.jsonl[i], &e)
-                 : r->out.npy[i] ? npy_writer_close(r->out.npy[i], &e)
-                                 : 0;
+                                 : npy_writer_close(r->out.npy[i], &e);
+        const char *part = r->out.part[i], *path = r->cfg->sinks[i].path;
+        if (!rc && part[0] && keep && rename(part, path) != 0)
+            rc = cin_err_set(&e, CIN_E_IO, "%s: cannot rename %s into place: %s", path, part,
+                             strerror(errno));
+        if (part[0] && (!keep || rc))
+            remove(part);
         if (rc && !first) {
             first = rc;
             if (err)
@@ -314,9 +342,12 @@ int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level
                          "classes", c->path, c->postprocess.topk, r.info.out_size);
     rc = rc ? rc : alloc_buffers(&r, err);
     rc = rc ? rc : open_source(&r, err);
-    rc = rc ? rc : open_sinks(&r, err);
+    int opened = rc ? 0 : (rc = open_sinks(&r, err)) == 0;
     rc = rc ? rc : frame_loop(&r, stats, err);
-    int rc_close = close_sinks(&r, rc ? NULL : err);
+    /* results already written are kept even when the run stops early; a run that fails
+     * before its first frame leaves the previous results in place */
+    int keep = opened && (rc == 0 || stats->frames > 0);
+    int rc_close = close_sinks(&r, keep, rc ? NULL : err);
     rc = rc ? rc : rc_close;
     percentiles(&r, stats);
     stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;

@@ -87,7 +87,7 @@ static void test_example_parses_to_expected_struct(void)
     CU_ASSERT_EQUAL(c->model.mode, PIPE_MODE_CONTINUAL);
     CU_ASSERT_EQUAL(c->model.pool_window, 13);
     CU_ASSERT_EQUAL(c->model.se_window, 1);
-    CU_ASSERT_EQUAL(c->model.num_classes, 400);
+    CU_ASSERT_EQUAL(c->model.num_classes, 0); /* from the checkpoint, else 400 */
     CU_ASSERT_EQUAL(c->postprocess.softmax, 1);
     CU_ASSERT_EQUAL(c->postprocess.topk, 5);
     CU_ASSERT_STRING_EQUAL(c->postprocess.labels, beside(path, "kinetics400.txt"));
@@ -107,8 +107,8 @@ static void test_absent_keys_take_defaults(void)
     CU_ASSERT_FATAL(load_text(minimal_yaml, &path, &c, &err) == 0);
     CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_VIDEO);
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.fps, 0.0, 0.0);
-    CU_ASSERT_EQUAL(c->preprocess.resize, 182);
-    CU_ASSERT_EQUAL(c->preprocess.crop, 160);
+    CU_ASSERT_EQUAL(c->preprocess.resize, 0); /* crop * 8 / 7 */
+    CU_ASSERT_EQUAL(c->preprocess.crop, 0);   /* the model's size's */
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.mean[2], 0.45, 1e-7);
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.std[0], 0.225, 1e-7);
     CU_ASSERT_STRING_EQUAL(c->model.size, "xs");
@@ -117,7 +117,7 @@ static void test_absent_keys_take_defaults(void)
     CU_ASSERT_EQUAL(c->model.mode, PIPE_MODE_CONTINUAL);
     CU_ASSERT_EQUAL(c->model.pool_window, 0);
     CU_ASSERT_EQUAL(c->model.se_window, 1);
-    CU_ASSERT_EQUAL(c->model.num_classes, 400);
+    CU_ASSERT_EQUAL(c->model.num_classes, 0); /* from the checkpoint, else 400 */
     CU_ASSERT_EQUAL(c->postprocess.softmax, 1);
     CU_ASSERT_EQUAL(c->postprocess.topk, 5);
     CU_ASSERT_PTR_NULL(c->postprocess.labels);
@@ -135,7 +135,7 @@ static void test_null_values_mean_absent(void)
     const char *text = "source: {uri: a.avi}\npreprocess:\nmodel: {arch: x3d, size: m,"
                        " weights: ~, seed: null}\npostprocess: {}\nsinks:\n";
     CU_ASSERT_FATAL(load_text(text, &path, &c, &err) == 0);
-    CU_ASSERT_EQUAL(c->preprocess.resize, 182);
+    CU_ASSERT_EQUAL(c->preprocess.resize, 0);
     CU_ASSERT_PTR_NULL(c->model.weights);
     CU_ASSERT_EQUAL(c->n_sinks, 1);
     pipe_config_free(c);
@@ -300,15 +300,16 @@ static const struct {
     {"preprocess: {resize: 0}", "preprocess.resize", "expected an integer in 1..16384"},
     {"preprocess: {resize: 16385}", "preprocess.resize", "got '16385'"},
     {"preprocess: {crop: 12.5}", "preprocess.crop", "got '12.5'"},
-    {"preprocess: {crop: 200}", "preprocess.crop", "at most preprocess.resize (182)"},
-    {"preprocess: {resize: 128}", "preprocess.resize", "at least preprocess.crop (160"},
+    {"preprocess: {crop: 200, resize: 182}", "preprocess.crop",
+     "at most preprocess.resize (182)"},
+    {"preprocess: {crop: 16}", "preprocess.crop", "expected an integer in 32..4096"},
     {"preprocess: {mean: [0.4, 0.4]}", "preprocess.mean", "3 numbers, got 2"},
     {"preprocess: {mean: 0.4}", "preprocess.mean", "got '0.4'"},
     {"preprocess: {std: [1, 0, 1]}", "preprocess.std[1]", "positive number, got '0'"},
     {"preprocess: {std: [1, 1, 1e-60]}", "preprocess.std[2]", "float range"},
     {"preprocess: [1]", "preprocess", "expected a mapping, got a list"},
     {"postprocess: {softmax: yes}", "postprocess.softmax", "true or false, got 'yes'"},
-    {"postprocess: {topk: 401}", "postprocess.topk", "in 1..400, got '401'"},
+    {"postprocess: {topk: 100001}", "postprocess.topk", "in 1..100000, got '100001'"},
     {"postprocess: {topk: 0}", "postprocess.topk", "got '0'"},
     {"postprocess: {labels: ''}", "postprocess.labels", "expected a path"},
     {"sinks: []", "sinks", "1 to 8 sinks, got 0"},
@@ -341,9 +342,10 @@ static const struct {
     {"{arch: x3d, size: s, seed: -1}", "model.seed", "non-negative integer"},
     {"{arch: x3d, size: s, seed: 18446744073709551616}", "model.seed", "below 2^64"},
     {"{arch: x3d, size: s, mode: batch}", "model.mode", "one of continual, clip"},
-    {"{arch: x3d, size: s, pool_window: 0}", "model.pool_window", ">= 1, got '0'"},
+    {"{arch: x3d, size: s, pool_window: 0}", "model.pool_window", "1..1024, got '0'"},
     {"{arch: x3d, size: s, se_window: two}", "model.se_window", "got 'two'"},
-    {"{arch: x3d, size: s, num_classes: 99999999999}", "model.num_classes", "integer >= 1"},
+    {"{arch: x3d, size: s, num_classes: 99999999999}", "model.num_classes", "1..100000"},
+    {"{arch: x3d, size: s, se_window: 1025}", "model.se_window", "1..1024"},
     {"{arch: x3d, size: s, weights: \"a\\0b\"}", "model.weights", "NUL character"},
     {"{arch: x3d, size: \"s\\nq\"}", "model.size", "got 's?q'"},
 };

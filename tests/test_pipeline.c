@@ -163,6 +163,39 @@ static void test_bad_inputs_give_one_clear_error(void)
                  CIN_E_IO, "no/dir/x.jsonl", NULL);
 }
 
+static void test_failed_run_leaves_earlier_results_intact(void)
+{
+    write_frames(tu_tmp_path("keep.npy"), 3, 64);
+    const char *keep = tu_tmp_path("keep.jsonl");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(keep, "precious\n", 9), 0);
+    expect_error("later.yaml",
+                 "source: {path: keep.npy}\npreprocess: {crop: 64, resize: 64}\n"
+                 "model: {arch: x3d, size: xs}\n"
+                 "sinks: [{type: jsonl, path: keep.jsonl}, {type: npy, path: no/dir/x.npy}]\n",
+                 CIN_E_IO, "sinks[1].path", "no/dir/x.npy");
+    size_t len;
+    unsigned char *text = tu_read_file(keep, &len);
+    CU_ASSERT(text && len == 9 && memcmp(text, "precious\n", 9) == 0);
+    free(text);
+}
+
+static void test_sinks_that_overwrite_inputs_or_each_other_are_refused(void)
+{
+    write_frames(tu_tmp_path("in.npy"), 3, 64);
+    expect_error("same.yaml",
+                 "source: {path: in.npy}\nmodel: {arch: x3d, size: xs}\n"
+                 "sinks: [{type: jsonl, path: a.out}, {type: npy, path: a.out}]\n",
+                 CIN_E_CONFIG, "sinks[1].path", "also sinks[0]");
+    expect_error("self.yaml",
+                 "source: {path: in.npy}\nmodel: {arch: x3d, size: xs}\n"
+                 "sinks: [{type: npy, path: in.npy}]\n",
+                 CIN_E_CONFIG, "sinks[0].path", "source");
+    expect_error("yaml.yaml",
+                 "source: {path: in.npy}\nmodel: {arch: x3d, size: xs}\n"
+                 "sinks: [{type: jsonl, path: yaml.yaml}]\n",
+                 CIN_E_CONFIG, "sinks[0].path", "pipeline file");
+}
+
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
@@ -197,6 +230,10 @@ int test_pipeline_register(void)
                          test_real_video_runs_through_the_model) &&
              CU_add_test(s, "bad inputs give one clear error",
                          test_bad_inputs_give_one_clear_error) &&
+             CU_add_test(s, "failed run leaves earlier results intact",
+                         test_failed_run_leaves_earlier_results_intact) &&
+             CU_add_test(s, "sinks that overwrite inputs or each other are refused",
+                         test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;
