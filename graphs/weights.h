@@ -20,10 +20,15 @@ int wsrc_has(const wsrc *w, const char *name);
 /* The shape of `name` in the checkpoint; CIN_E_NOTFOUND if absent or seeded. */
 int wsrc_shape(const wsrc *w, const char *name, int *ndim, int64_t shape[8], cin_err *err);
 
-/* Reads `name`, which must have exactly the given shape, into a new array owned by the
- * caller (free()). */
-int wsrc_get(const wsrc *w, const char *name, int ndim, const int64_t *shape, float **out,
+/* Reads `name`, which must have exactly the given shape and finite values, into a new array
+ * owned by the caller (free()). The name is remembered for wsrc_unused(). */
+int wsrc_get(wsrc *w, const char *name, int ndim, const int64_t *shape, float **out,
              cin_err *err);
+
+/* The first tensor of the checkpoint that no wsrc_get() asked for and that `belongs` says is
+ * part of the model's namespace (a checkpoint of another size or variant), or NULL. *count
+ * gets how many there are. Seeded weights have none. */
+const char *wsrc_unused(const wsrc *w, int (*belongs)(const char *name), int *count);
 
 /* "file.safetensors" or "seed N": for messages. */
 const char *wsrc_name(const wsrc *w);

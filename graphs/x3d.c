@@ -38,7 +38,7 @@ typedef struct tname {
 /* The builder's state. Once anything fails, `failed` is set, x->err keeps the first message
  * and every later step returns NULL without reading or reporting anything. */
 typedef struct x3d_ctx {
-    const wsrc *w;
+    wsrc *w;
     x3d_layout layout;
     x3d_visit_fn visit;
     void *visit_user;
@@ -284,6 +284,28 @@ static void head(x3d_ctx *x, int window, int classes, cin_node_list *l)
     cin_node_list_push(l, pool(x, pool_clip_mean_create));
 }
 
+/* Names of X3D's own tensors in either layout (not, say, an optimiser's). */
+static int x3d_tensor(const char *name)
+{
+    return strncmp(name, "blocks.", 7) == 0 || strncmp(name, "head.", 5) == 0 ||
+           (name[0] == 's' && name[1] >= '1' && name[1] <= '5' && name[2] == '.');
+}
+
+/* A checkpoint with model tensors the graph did not read is for another size: refuse it
+ * rather than run with part of it. */
+static int check_all_used(const wsrc *w, const char *size, cin_node **root, cin_err *err)
+{
+    int n;
+    const char *name = wsrc_unused(w, x3d_tensor, &n);
+    if (!name)
+        return 0;
+    cin_node_free(*root);
+    *root = NULL;
+    return cin_err_set(err, CIN_E_SHAPE, "%s: tensor '%s' and %d more are not part of "
+                       "x3d-%s: is the checkpoint for another size?", wsrc_name(w), name,
+                       n - 1, size);
+}
+
 int x3d_detect_layout(const wsrc *w, x3d_layout *out, cin_err *err)
 {
     if (wsrc_has(w, "blocks.0.conv.conv_t.weight")) {
@@ -321,7 +343,7 @@ static int class_count(const x3d_opts *o, const wsrc *w, x3d_layout layout)
     return 400;
 }
 
-int x3d_build(const x3d_opts *o, const wsrc *w, x3d_layout layout, x3d_visit_fn visit,
+int x3d_build(const x3d_opts *o, wsrc *w, x3d_layout layout, x3d_visit_fn visit,
               void *visit_user, cin_node **root, int *clip_frames, cin_err *err)
 {
     *root = NULL;
@@ -343,5 +365,6 @@ int x3d_build(const x3d_opts *o, const wsrc *w, x3d_layout layout, x3d_visit_fn 
     stages(&x, size->depth_factor, se_window, &l);
     head(&x, window, class_count(o, w, layout), &l);
     *clip_frames = window;
-    return cin_node_list_seq(&l, root, err);
+    int rc = cin_node_list_seq(&l, root, err);
+    return rc ? rc : check_all_used(w, size->name, root, err);
 }

@@ -23,7 +23,7 @@ typedef void (*x3d_visit_fn)(void *user, const char *name, int ndim, const int64
 /* Finds the layout from the checkpoint's names; seeded weights use pytorchvideo's names. */
 int x3d_detect_layout(const wsrc *w, x3d_layout *out, cin_err *err);
 
-int x3d_build(const x3d_opts *o, const wsrc *w, x3d_layout layout, x3d_visit_fn visit,
+int x3d_build(const x3d_opts *o, wsrc *w, x3d_layout layout, x3d_visit_fn visit,
               void *visit_user, cin_node **root, int *clip_frames, cin_err *err);
 
 #endif

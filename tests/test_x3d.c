@@ -3,6 +3,7 @@
  * real safetensors files in each layout, whole, damaged or wrong. Weights and inputs are drawn
  * from the seeded generator on both sides; only outputs are stored. Tolerance: 1e-4 relative. */
 #include <CUnit/CUnit.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,19 +321,23 @@ static void fill_tensor(const name_map *m, x3d_layout layout, const st_out *o, u
         v[i] = one ? 1.0f : var ? 1.0f - 1e-5f : 0.0f;
 }
 
-/* Writes the seeded XS weights under one layout's names. `drop` skips one tensor, `reshape`
- * gives one a wrong shape. */
-static int write_checkpoint(const char *path, x3d_layout layout, uint64_t seed, const char *drop,
-                            const char *reshape)
+/* How to spoil a checkpoint: skip one tensor, give one a wrong shape, put a NaN in one. */
+typedef struct damage {
+    const char *drop, *reshape, *nan;
+} damage;
+
+/* Writes seeded weights of `size` under one layout's names, damaged as `d` says. */
+static int write_size(const char *path, const char *size, x3d_layout layout, uint64_t seed,
+                      damage d)
 {
     name_list l;
-    name_map *m = read_map("xs");
-    if (builder_names("xs", layout, &l))
+    name_map *m = read_map(size);
+    if (builder_names(size, layout, &l))
         return -1;
     st_out *t = calloc((size_t)l.n, sizeof *t);
     int k = 0;
     for (int i = 0; i < l.n; i++) {
-        if (drop && strcmp(l.name[i], drop) == 0)
+        if (d.drop && strcmp(l.name[i], d.drop) == 0)
             continue;
         st_out *o = &t[k++];
         o->name = l.name[i];
@@ -344,8 +349,10 @@ static int write_checkpoint(const char *path, x3d_layout layout, uint64_t seed, 
         float *v = malloc(sizeof(float) * numel);
         fill_tensor(m, layout, o, seed, v, numel);
         o->data = v;
-        if (reshape && strcmp(l.name[i], reshape) == 0)
+        if (d.reshape && strcmp(l.name[i], d.reshape) == 0)
             o->shape[0] = 1, o->ndim = 1;
+        if (d.nan && strcmp(l.name[i], d.nan) == 0)
+            v[numel / 2] = NAN;
     }
     const char *meta[] = {"format", "pt", NULL};
     int rc = st_write(path, t, k, meta, NULL);
@@ -355,6 +362,12 @@ static int write_checkpoint(const char *path, x3d_layout layout, uint64_t seed, 
     free(m);
     free_names(&l);
     return rc;
+}
+
+static int write_checkpoint(const char *path, x3d_layout layout, uint64_t seed, const char *drop,
+                            const char *reshape)
+{
+    return write_size(path, "xs", layout, seed, (damage){drop, reshape, NULL});
 }
 
 static void check_file(x3d_layout layout, const char *expect_layout)
@@ -417,6 +430,18 @@ static void test_missing_or_misshapen_tensor_is_named(void)
     expect_failure("no/such/file.safetensors", CIN_E_IO, "no/such/file.safetensors", NULL);
 }
 
+static void test_checkpoint_of_another_size_or_with_nan_is_refused(void)
+{
+    const char *large = tu_tmp_path("large.safetensors");
+    CU_ASSERT_EQUAL_FATAL(write_size(large, "l", X3D_PYTORCHVIDEO, 1, (damage){0}), 0);
+    expect_failure(large, CIN_E_SHAPE, "large.safetensors", "not part of x3d-xs");
+
+    const char *nan = tu_tmp_path("nan.safetensors");
+    const char *name = "blocks.3.res_blocks.2.branch2.conv_c.weight";
+    CU_ASSERT_EQUAL_FATAL(write_size(nan, "xs", X3D_PYTORCHVIDEO, 1, (damage){.nan = name}), 0);
+    expect_failure(nan, CIN_E_FORMAT, "nan.safetensors", name);
+}
+
 static void test_truncated_checkpoint_fails_cleanly(void)
 {
     const char *path = tu_tmp_path("whole.safetensors");
@@ -449,6 +474,8 @@ int test_x3d_register(void)
                          test_checkpoints_load_in_both_layouts) &&
              CU_add_test(s, "missing or misshapen tensor is named",
                          test_missing_or_misshapen_tensor_is_named) &&
+             CU_add_test(s, "checkpoint of another size or with NaN is refused",
+                         test_checkpoint_of_another_size_or_with_nan_is_refused) &&
              CU_add_test(s, "truncated checkpoint fails cleanly",
                          test_truncated_checkpoint_fails_cleanly);
     return ok ? 0 : -1;
