@@ -484,6 +484,7 @@ void video_close(video_src *v)
 
 void video_set_log_level(int level)
 {
-    static const int av_levels[] = {AV_LOG_FATAL, AV_LOG_ERROR, AV_LOG_INFO, AV_LOG_DEBUG};
+    /* cin's own messages say what failed; libav's lines start at --log-level info */
+    static const int av_levels[] = {AV_LOG_QUIET, AV_LOG_QUIET, AV_LOG_WARNING, AV_LOG_DEBUG};
     av_log_set_level(av_levels[level < 0 ? 0 : level > 3 ? 3 : level]);
 }

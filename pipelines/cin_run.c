@@ -32,12 +32,12 @@ static int parse_level(const char *s)
     return -1;
 }
 
-static void warn_seeded(const pipe_config *c)
+static void note_seeded(const pipe_config *c)
 {
     if (c->model.weights)
         return;
-    fprintf(stderr, "cin-run: model weights drawn from seed %llu: the labels mean nothing until "
-            "model.weights points at a converted Kinetics-400 checkpoint (see README.md)\n",
+    fprintf(stderr, "cin-run: note: model weights drawn from seed %llu: the labels mean nothing "
+            "until model.weights points at a converted Kinetics-400 checkpoint (README.md)\n",
             (unsigned long long)c->model.seed);
 }
 
@@ -50,6 +50,9 @@ static void summary(const pipe_stats *s)
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     fputc('\n', stderr);
+    if (s->frames > 0 && s->outputs == 0)
+        fprintf(stderr, "cin-run: warning: no output: the source ended after %lld frames, the "
+                "model's first output needs %d\n", (long long)s->frames, s->delay + 1);
 }
 
 int main(int argc, char **argv)
@@ -88,12 +91,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "cin-run: %s\n", err.msg);
         return 1;
     }
-    warn_seeded(cfg);
     pipe_stats stats;
     int rc = pipe_run(cfg, log_stderr, NULL, level, &stats, &err);
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);
-    summary(&stats);
+    if (stats.frames > 0) /* what was done before a failure, and where the results are */
+        summary(&stats);
+    if (!rc)
+        note_seeded(cfg);
     pipe_config_free(cfg);
     return rc ? 1 : 0;
 }

@@ -68,12 +68,15 @@ static int npy_source(run *r, cin_err *err)
         return rc;
     const cin_model_info *i = &r->info;
     if (ndim != 4 || shape[1] != i->in_channels || shape[2] != i->in_height ||
-        shape[3] != i->in_width)
-        return cin_err_set(err, CIN_E_SHAPE, "%s: array of %d dims [%lld, %lld, ...], expected "
-                           "[frames, %d, %d, %d] (preprocessed frames for the model)", path,
-                           ndim, ndim > 0 ? (long long)shape[0] : 0LL,
-                           ndim > 1 ? (long long)shape[1] : 0LL, i->in_channels, i->in_height,
-                           i->in_width);
+        shape[3] != i->in_width) {
+        char found[160] = "";
+        for (int d = 0; d < ndim; d++)
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%lld",
+                     d ? ", " : "", (long long)shape[d]);
+        return cin_err_set(err, CIN_E_SHAPE, "%s: array of shape [%s], expected [frames, %d, "
+                           "%d, %d] (frames preprocessed for the model)", path, found,
+                           i->in_channels, i->in_height, i->in_width);
+    }
     r->src.frames = shape[0];
     r->src.fps = r->cfg->preprocess.fps > 0 ? r->cfg->preprocess.fps : 1.0;
     return 0;
@@ -209,8 +212,11 @@ static int load_model(run *r, cin_log_fn log, void *user, int level, cin_err *er
                         .se_window = c->model.se_window, .num_classes = c->model.num_classes,
                         .log = log, .log_user = user, .log_level = level};
     int rc = cin_model_load(&o, &r->model, err);
-    if (rc)
-        return rc;
+    if (rc) {
+        char detail[sizeof err->msg];
+        snprintf(detail, sizeof detail, "%s", err->msg);
+        return cin_err_set(err, rc, "%s: model: %s", c->path, detail);
+    }
     cin_model_get_info(r->model, &r->info);
     return cin_stream_create(r->model, &r->stream, err);
 }
@@ -274,12 +280,12 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
     double pts;
     int rc;
     double start = now_ms();
+    int clip = r->cfg->model.mode == PIPE_MODE_CLIP;
+    st->delay = clip ? r->info.clip_frames - 1 : r->info.delay;
     while ((rc = read_frame(r, &index, &pts, err)) == 1) {
         double t0 = now_ms();
-        int have = r->cfg->model.mode == PIPE_MODE_CLIP
-                       ? clip_step(r, t)
-                       : cin_stream_step(r->stream, r->frame, r->logits);
-        double ms = now_ms() - t0;
+        int have = clip ? clip_step(r, t) : cin_stream_step(r->stream, r->frame, r->logits);
+        double ms = round((now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
         if (have < 0)
             return cin_err_set(err, have, "model: %s", cin_stream_last_error(r->stream));
         if ((rc = record_latency(r, t, ms)) != 0)
@@ -288,6 +294,7 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
             return rc;
         st->outputs += have;
         st->frames = ++t;
+        st->seconds = (now_ms() - start) / 1e3;
     }
     st->seconds = (now_ms() - start) / 1e3;
     return rc;

@@ -12,6 +12,7 @@ typedef struct pipe_stats {
     int64_t damaged;        /* packets or frames the decoder skipped */
     double seconds;         /* wall time of the frame loop */
     double p50_ms, p90_ms, p99_ms, max_ms;  /* per-frame model latency */
+    int delay;              /* frames before the model's first continual output */
     char layout[32];        /* weights layout found */
 } pipe_stats;
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct post_labels {
     int n;
@@ -15,15 +16,29 @@ struct post_labels {
     const char **names;         /* [n] pointers into text */
 };
 
+/* 100000 labels of a few dozen bytes: anything larger is not a label file (or is /dev/zero). */
+#define POST_MAX_LABEL_BYTES (16u << 20)
+
 /* The whole file as a NUL-terminated buffer (*len excludes the terminator). */
 static int post_read(const char *path, char **text, size_t *len, cin_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return cin_err_set(err, CIN_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return cin_err_set(err, CIN_E_IO, "%s: not a regular file", path);
+    }
     size_t cap = 0, n = 0, got = 1;
     char *buf = NULL;
     while (got > 0) {
+        if (n > POST_MAX_LABEL_BYTES) {
+            free(buf);
+            fclose(f);
+            return cin_err_set(err, CIN_E_FORMAT, "%s: larger than %u bytes, expected one "
+                               "label per line", path, POST_MAX_LABEL_BYTES);
+        }
         if (cap - n < 2) {
             char *grown = realloc(buf, cap = cap ? cap * 2 : 4096);
             if (!grown) {

@@ -163,6 +163,23 @@ static void test_missing_label_file_is_io_error(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "no/such/labels.txt"));
 }
 
+static void test_device_or_huge_label_file_is_refused(void)
+{
+    post_labels *l = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL(post_labels_load("/dev/zero", 0, &l, &err), CIN_E_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "not a regular file"));
+    const char *path = tu_tmp_path("huge_labels.txt");
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (int i = 0; i < (17 << 20) / 16; i++)
+        fputs("label number xx\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(post_labels_load(path, 0, &l, &err), CIN_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "huge_labels.txt"));
+    CU_ASSERT_PTR_NULL(l);
+}
+
 static void test_null_labels_give_null(void)
 {
     CU_ASSERT_PTR_NULL(post_label(NULL, 0));
@@ -195,6 +212,7 @@ int test_post_register(void)
         {"labels_count_must_equal_num_classes", test_labels_count_must_equal_num_classes},
         {"labels_reject_invalid_utf8_and_nul", test_labels_reject_invalid_utf8_and_nul},
         {"missing_label_file_is_io_error", test_missing_label_file_is_io_error},
+        {"device_or_huge_label_file_is_refused", test_device_or_huge_label_file_is_refused},
         {"null_labels_give_null", test_null_labels_give_null},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
