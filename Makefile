@@ -3,10 +3,11 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   := build
-PKGS    := libavformat libavcodec libswscale libavutil liburing yaml-0.1 jansson openblas
+PKGS    := libavformat libavcodec libswscale libavutil yaml-0.1 jansson openblas
 CFLAGS  ?= -O3 -g
 # CFLAGS (optimisation, sanitizers) is the user's; what the code needs is in CIN_CFLAGS.
 CIN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -fPIC \
+           -fvisibility=hidden \
            -Iengine -Iops -Iio -Igraphs -Ipipelines $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
@@ -19,7 +20,17 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/main.o $(BUILD)/tests/ut
 SHARED  ?= $(BUILD)/libcin.so
 all: $(BUILD)/libcin.a $(SHARED) $(BUILD)/cin-run $(BUILD)/cin-bench
 
-$(BUILD)/%.o: %.c
+# Missing development packages would otherwise surface as a cascade of compiler errors.
+PKGS_MISSING = $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
+
+# Objects are rebuilt when the compiler flags change, not only when sources do.
+FLAGS_NOW := $(CC) $(CIN_CFLAGS) $(CFLAGS)
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+
+$(BUILD)/%.o: %.c $(BUILD)/.flags
+	$(if $(PKGS_MISSING),$(error pkg-config cannot find: $(PKGS_MISSING); run 'make deps'))
 	@mkdir -p $(dir $@)
 	$(CC) $(CIN_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -27,8 +38,9 @@ $(BUILD)/libcin.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+SONAME  := libcin.so.0
 $(BUILD)/libcin.so: $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cin-run: $(BUILD)/pipelines/cin_run.o $(BUILD)/libcin.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -73,13 +85,15 @@ run: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
-	install -m 644 $(BUILD)/libcin.a $(BUILD)/libcin.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libcin.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libcin.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcin.so
 	install -m 644 engine/cin.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/cin-run $(BUILD)/cin-bench $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' docs/cin.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cin.pc
 
-.PHONY: all test test-sanitize clean deps run install goldens
+.PHONY: all test test-sanitize clean deps run install goldens FORCE
 clean:
 	rm -rf $(BUILD)
 

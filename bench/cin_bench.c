@@ -152,38 +152,66 @@ static int run(const pipe_config *c, const bench_opts *o)
     return rc ? 1 : 0;
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cin-bench [--json] [--steps N] [--warmup N] [--clips N] model.yaml\n"
+               "model.yaml: a pipeline file; its model and preprocess.crop are used "
+               "(docs/bench.md)\n");
+}
+
+/* A positive (or, with zero_ok, non-negative) integer option value, or -1. */
+static int count(const char *opt, const char *v, int zero_ok)
+{
+    char *end;
+    long n = v ? strtol(v, &end, 10) : -1;
+    if (!v || *end || n < !zero_ok || n > 1000000) {
+        fprintf(stderr, "cin-bench: %s: expected an integer in %d..1000000, got '%s'\n", opt,
+                !zero_ok, v ? v : "");
+        return -1;
+    }
+    return (int)n;
+}
+
+/* 0 to run, 1 after --help, -1 on a bad command line (already reported). */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.steps = 200, .warmup = 50, .clips = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--json") == 0)
+        int *target = strcmp(a, "--steps") == 0    ? &o->steps
+                      : strcmp(a, "--warmup") == 0 ? &o->warmup
+                      : strcmp(a, "--clips") == 0  ? &o->clips
+                                                   : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--json") == 0) {
             o->json = 1;
-        else if (strcmp(a, "--steps") == 0 && v && (o->steps = atoi(v)) > 0)
+        } else if (target) {
+            if ((*target = count(a, v, target == &o->warmup)) < 0)
+                return -1;
             i++;
-        else if (strcmp(a, "--warmup") == 0 && v && (o->warmup = atoi(v)) >= 0)
-            i++;
-        else if (strcmp(a, "--clips") == 0 && v && (o->clips = atoi(v)) > 0)
-            i++;
-        else if (a[0] != '-' && !o->path)
+        } else if (a[0] != '-' && !o->path) {
             o->path = a;
-        else
+        } else {
+            fprintf(stderr, "cin-bench: unexpected argument '%s'\n", a);
+            usage(stderr);
             return -1;
+        }
     }
+    if (!o->path)
+        usage(stderr);
     return o->path ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
     bench_opts o;
-    if (parse_args(argc, argv, &o)) {
-        fprintf(stderr, "usage: cin-bench [--json] [--steps N] [--warmup N] [--clips N] "
-                "model.yaml\n(model.yaml: a pipeline file; its model and preprocess.crop are "
-                "used, see docs/bench.md)\n");
-        return 2;
-    }
-    /* cin runs one stream per thread; BLAS threads on per-frame GEMMs cost more than they
-     * save (docs/bench.md). */
+    int parsed = parse_args(argc, argv, &o);
+    if (parsed)
+        return parsed > 0 ? 0 : 2;
+    /* a stream is stepped by one thread; BLAS threads on per-frame GEMMs cost more than they
+     * save (docs/bench.md) */
     openblas_set_num_threads(1);
     cin_err err = {0};
     pipe_config *c;

@@ -26,6 +26,7 @@
  *         cin_model_get_info(model, &info);
  *         cin_stream *stream;
  *         if (cin_stream_create(model, &stream, &err) < 0) {
+ *             fprintf(stderr, "%s\n", err.msg);
  *             cin_model_free(model);
  *             return -1;
  *         }
@@ -61,6 +62,13 @@
 extern "C" {
 #endif
 
+/* Only the functions declared here are exported from libcin.so. */
+#if defined(__GNUC__)
+#define CIN_API __attribute__((visibility("default")))
+#else
+#define CIN_API
+#endif
+
 /* Status codes: every call returns 0 (or a documented positive value) or one of these. */
 enum {
     CIN_OK = 0,
@@ -76,7 +84,7 @@ enum {
 };
 
 /* Name of a status code. Thread-safe; the string is static. */
-const char *cin_strerror(int code);
+CIN_API const char *cin_strerror(int code);
 
 /* A status code with its detail: the file, field or tensor, and what was expected. Owned by
  * the caller; filled by calls that take one. */
@@ -127,38 +135,38 @@ typedef struct cin_model_info {
 /* Loads a model and its weights. On success *out owns the model; free it with
  * cin_model_free() after every stream of it is freed. On failure returns < 0, *out is NULL and
  * err (if not NULL) says what was wrong. Thread-safe. */
-int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err);
+CIN_API int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err);
 
 /* Frees a model. NULL is a no-op. No stream of it may be used afterwards. */
-void cin_model_free(cin_model *model);
+CIN_API void cin_model_free(cin_model *model);
 
 /* Fills *info. Thread-safe; the strings live as long as the model. */
-void cin_model_get_info(const cin_model *model, cin_model_info *info);
+CIN_API void cin_model_get_info(const cin_model *model, cin_model_info *info);
 
 /* Creates a stream over `model` with zeroed state; all memory it will need is allocated here.
  * The model must outlive the stream. Thread-safe with respect to the model. */
-int cin_stream_create(const cin_model *model, cin_stream **out, cin_err *err);
+CIN_API int cin_stream_create(const cin_model *model, cin_stream **out, cin_err *err);
 
 /* Frees a stream. NULL is a no-op. */
-void cin_stream_free(cin_stream *stream);
+CIN_API void cin_stream_free(cin_stream *stream);
 
 /* Continual mode: consumes one frame ([in_channels][in_height][in_width], planar float32).
  * Returns 1 and writes out_size floats to `out` when this frame completes an output; returns 0
  * and leaves `out` untouched while the stream warms up (the first `delay` frames) or when a
  * temporal stride skips the frame. Does not allocate. */
-int cin_stream_step(cin_stream *stream, const float *frame, float *out);
+CIN_API int cin_stream_step(cin_stream *stream, const float *frame, float *out);
 
 /* Forgets every frame seen so far, as if the stream were new (e.g. after a gap in the input). */
-void cin_stream_reset(cin_stream *stream);
+CIN_API void cin_stream_reset(cin_stream *stream);
 
 /* Clip mode: runs the regular network over `frames` frames ([frames][C][H][W]) and writes the
  * output, averaged over the clip's output positions, to `out`. Does not touch the continual
  * state. Allocates its work buffers on the first call and whenever `frames` grows. Returns 0,
  * or CIN_E_INVAL if the clip is shorter than the model's receptive field in clip mode. */
-int cin_stream_forward(cin_stream *stream, const float *clip, int frames, float *out);
+CIN_API int cin_stream_forward(cin_stream *stream, const float *clip, int frames, float *out);
 
 /* The detail of the last failed call on this stream; "" if none. Valid until the next call. */
-const char *cin_stream_last_error(const cin_stream *stream);
+CIN_API const char *cin_stream_last_error(const cin_stream *stream);
 
 #ifdef __cplusplus
 }
