@@ -1,6 +1,7 @@
 /* The engine's own behaviour: geometry composition, delay alignment where branches meet,
  * warm-up, and streams that share a model but not state. */
 #include <CUnit/CUnit.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,65 @@ static void test_branches_with_different_strides_are_refused(void)
     CU_ASSERT_EQUAL(cin_parallel_create(branch, 2, CIN_REDUCE_SUM, &res, &err),
                     CIN_E_UNSUPPORTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "stride"));
+}
+
+/* A branch that is its own input's conv (k3, p1), to combine with the identity. */
+static void check_reduce(cin_reduce reduce, int expect_c)
+{
+    enum { T = 8, C = 2, H = 4 };
+    cin_node *branch[2] = {NULL, conv(C, 3, 1, 1, H, "m")};
+    cin_node *n;
+    CU_ASSERT_EQUAL_FATAL(cin_parallel_create(branch, 2, reduce, &n, NULL), 0);
+    CU_ASSERT_EQUAL(n->out.c, expect_c);
+    size_t isz = C * H * H, osz = cin_dims_size(n->out);
+    float in[T * C * H * H], clip[T * 2 * C * H * H], steps[T * 2 * C * H * H];
+    float conv_out[T * C * H * H];
+    cin_seeded_fill(in, T * isz, 4, "input", -1, 1);
+    float *scratch = calloc(cin_node_clip_scratch(n, T) + 1, sizeof(float));
+    n->ops->forward(n, in, T, clip, scratch);
+    cin_node *alone = conv(C, 3, 1, 1, H, "m");
+    float *s2 = calloc(cin_node_clip_scratch(alone, T) + 1, sizeof(float));
+    alone->ops->forward(alone, in, T, conv_out, s2);
+    /* clip: identity and conv combined position by position */
+    double worst = 0;
+    for (int t = 0; t < T; t++)
+        for (size_t i = 0; i < isz; i++) {
+            float x = in[t * isz + i], y = conv_out[t * isz + i];
+            float want = reduce == CIN_REDUCE_SUM ? x + y : reduce == CIN_REDUCE_MUL ? x * y : x;
+            float got = clip[t * osz + i];
+            worst = fabs(got - want) > worst ? fabs(got - want) : worst;
+            if (reduce == CIN_REDUCE_CONCAT)
+                worst = fmax(worst, fabs(clip[t * osz + isz + i] - y));
+        }
+    CU_ASSERT(worst <= 1e-5);
+    /* steps: the same, one frame late (the identity waits for the conv's delay) */
+    int k = step_all(n, in, T, steps);
+    CU_ASSERT_EQUAL(k, T - 1);
+    CU_ASSERT(tu_rel_err(steps, clip, (size_t)k * osz) <= 1e-5);
+    free(scratch);
+    free(s2);
+    cin_node_free(alone);
+    cin_node_free(n);
+}
+
+static void test_parallel_branches_reduce_by_sum_product_and_concatenation(void)
+{
+    check_reduce(CIN_REDUCE_SUM, 2);
+    check_reduce(CIN_REDUCE_MUL, 2);
+    check_reduce(CIN_REDUCE_CONCAT, 4);
+}
+
+static void test_delay_line_returns_frames_d_steps_late(void)
+{
+    cin_node *d;
+    CU_ASSERT_EQUAL_FATAL(cin_delay_create((cin_dims){1, 1, 2}, 3, &d, NULL), 0);
+    CU_ASSERT_EQUAL(cin_node_delay(d), 3);
+    float in[2 * 10], out[2 * 10];
+    for (int i = 0; i < 20; i++)
+        in[i] = (float)i;
+    CU_ASSERT_EQUAL(step_all(d, in, 10, out), 7);
+    CU_ASSERT(memcmp(out, in, sizeof(float) * 14) == 0);
+    cin_node_free(d);
 }
 
 static cin_model *small_model(void)
@@ -160,6 +220,33 @@ static void test_interleaved_streams_equal_streams_run_alone(void)
     cin_model_free(m);
 }
 
+/* The heap in use before and after many steps: a step must not allocate (or leak). */
+static void test_steps_do_not_allocate(void)
+{
+    cin_model *m = small_model();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    cin_model_info i;
+    cin_model_get_info(m, &i);
+    size_t fsz = (size_t)i.in_channels * i.in_height * i.in_width;
+    float *frame = malloc(sizeof(float) * fsz), *out = malloc(sizeof(float) * i.out_size);
+    cin_stream *s;
+    CU_ASSERT_EQUAL_FATAL(cin_stream_create(m, &s, NULL), 0);
+    for (int t = 0; t < 3; t++)
+        feed(s, fsz, t, 1, frame, out); /* lets BLAS set itself up */
+    struct mallinfo2 before = mallinfo2();
+    int outputs = 0;
+    for (int t = 3; t < i.delay + 10; t++)
+        outputs += feed(s, fsz, t, 1, frame, out);
+    struct mallinfo2 after = mallinfo2();
+    CU_ASSERT_EQUAL(outputs, 10);
+    CU_ASSERT_EQUAL(after.uordblks, before.uordblks);
+    CU_ASSERT_EQUAL(after.hblkhd, before.hblkhd);
+    free(frame);
+    free(out);
+    cin_stream_free(s);
+    cin_model_free(m);
+}
+
 static void test_short_clip_is_refused_with_a_message(void)
 {
     cin_model *m = small_model();
@@ -196,12 +283,17 @@ int test_engine_register(void)
                     test_sequence_composes_receptive_field_delay_and_stride) &&
         CU_add_test(s, "residual aligns the identity with the branch delay",
                     test_residual_aligns_identity_with_branch_delay) &&
+        CU_add_test(s, "parallel branches reduce by sum, product and concatenation",
+                    test_parallel_branches_reduce_by_sum_product_and_concatenation) &&
+        CU_add_test(s, "delay line returns frames d steps late",
+                    test_delay_line_returns_frames_d_steps_late) &&
         CU_add_test(s, "branches with different strides are refused",
                     test_branches_with_different_strides_are_refused) &&
         CU_add_test(s, "warm-up steps give no output and leave it untouched",
                     test_warm_up_steps_give_no_output_and_leave_it_untouched) &&
         CU_add_test(s, "interleaved streams equal streams run alone",
                     test_interleaved_streams_equal_streams_run_alone) &&
+        CU_add_test(s, "steps do not allocate", test_steps_do_not_allocate) &&
         CU_add_test(s, "short clip is refused with a message",
                     test_short_clip_is_refused_with_a_message) &&
         CU_add_test(s, "unknown arch and size name the setting",
