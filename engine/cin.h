@@ -102,9 +102,23 @@ typedef void (*cin_log_fn)(void *user, int level, const char *component, const c
 typedef struct cin_model cin_model;
 typedef struct cin_stream cin_stream;
 
+/* The shape of a transformer encoder over a sliding window of feature vectors (arch
+ * "transformer"); its weights use torch.nn.TransformerEncoderLayer's names (docs/models.md). */
+typedef struct cin_transformer_opts {
+    int input_dim;             /* features per frame; an input projection maps them to d_model */
+    int d_model, nhead, dim_feedforward;
+    int layers;                /* 1 or 2 */
+    int window;                /* frames the encoder attends over */
+    int norm_first;            /* torch's norm_first: 0 or 1 */
+    const char *activation;    /* "relu" (default) or "gelu" */
+    const char *pos;           /* positional encoding: "none" (default), "learned", "sinusoidal" */
+    int class_token;           /* 1: a learned class token gives the output */
+    const char *first_layer;   /* two layers: "retroactive" (default) or "regular" */
+} cin_transformer_opts;
+
 /* What to load. Zero means "the default" for every numeric field. */
 typedef struct cin_model_opts {
-    const char *arch;      /* model family: "x3d" */
+    const char *arch;      /* model family: "x3d" or "transformer" */
     const char *size;      /* x3d: "xs", "s", "m" or "l" */
     const char *weights;   /* safetensors checkpoint; NULL draws weights from `seed` */
     uint64_t seed;         /* used only when weights is NULL */
@@ -112,6 +126,7 @@ typedef struct cin_model_opts {
     int pool_window;       /* continual head pooling window in frames; default: co3d's (4/13/16/16) */
     int se_window;         /* continual squeeze-excitation window in frames; default 1 (per frame) */
     int num_classes;       /* default: taken from the weights, or 400 */
+    const cin_transformer_opts *transformer;  /* arch "transformer" only */
     cin_log_fn log;        /* optional; called during load and by streams of this model */
     void *log_user;
     int log_level;         /* highest level passed to `log` */

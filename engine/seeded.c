@@ -45,6 +45,11 @@ int cin_seeded_range(const char *name, int ndim, const int64_t *shape, double *l
         *hi = 1.5;
         return 0;
     }
+    if (ends_with(name, "_token") || ends_with(name, "_embedding")) {
+        *lo = -0.5;
+        *hi = 0.5;
+        return 0;
+    }
     if (ends_with(name, "bias") || ends_with(name, "running_mean")) {
         *lo = -0.2;
         *hi = 0.2;

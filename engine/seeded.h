@@ -22,6 +22,7 @@ void cin_seeded_fill(float *dst, size_t n, uint64_t seed, const char *name, doub
  *     deep models stay well conditioned in float32, so goldens can hold to 1e-4)
  *   weight with ndim == 1 (a norm's scale), running_var: [0.5, 1.5]
  *   bias, running_mean: [-0.2, 0.2]
+ *   *_token, *_embedding (class tokens, learned positions): [-0.5, 0.5]
  * Returns 0, or -1 for a name it has no rule for. */
 int cin_seeded_range(const char *name, int ndim, const int64_t *shape, double *lo, double *hi);
 

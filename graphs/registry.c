@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "cotransformer.h"
 #include "weights.h"
 #include "x3d.h"
 
@@ -41,15 +42,47 @@ static int load_x3d(const cin_model_opts *o, const cin_logger *log, cin_model **
     return rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
 }
 
+/* Classes: the option, else the rows of the checkpoint's head, else 400. */
+static int head_rows(const cin_model_opts *o, const wsrc *w)
+{
+    int ndim;
+    int64_t shape[8];
+    if (o->num_classes > 0)
+        return o->num_classes;
+    if (wsrc_shape(w, "head.weight", &ndim, shape, NULL) == 0 && ndim == 2 && shape[0] > 0)
+        return (int)shape[0];
+    return 400;
+}
+
+static int load_transformer(const cin_model_opts *o, const cin_logger *log, cin_model **out,
+                            cin_err *err)
+{
+    wsrc *w;
+    int rc = open_weights(o, &w, err);
+    if (rc)
+        return rc;
+    cin_node *root = NULL;
+    const cin_transformer_opts *t = o->transformer;
+    rc = cotransformer_build(t, head_rows(o, w), w, &root, err);
+    if (rc == 0)
+        cin_log(log, CIN_LOG_INFO, "model", "transformer: weights from %s", wsrc_name(w));
+    const char *lname = o->weights ? "torch" : "seeded";
+    wsrc_close(w);
+    return rc ? rc : cin_model_wrap(root, t->window, lname, log, out, err);
+}
+
 int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)
 {
     if (!out)
         return cin_err_set(err, CIN_E_INVAL, "model: no output handle");
     *out = NULL;
     if (!opts || !opts->arch)
-        return cin_err_set(err, CIN_E_CONFIG, "model: arch missing, expected one of: x3d");
+        return cin_err_set(err, CIN_E_CONFIG, "model: arch missing, expected one of: x3d, transformer");
     cin_logger log = {opts->log, opts->log_user, opts->log_level};
     if (strcmp(opts->arch, "x3d") == 0)
         return load_x3d(opts, &log, out, err);
-    return cin_err_set(err, CIN_E_CONFIG, "model: arch '%s', expected one of: x3d", opts->arch);
+    if (strcmp(opts->arch, "transformer") == 0)
+        return load_transformer(opts, &log, out, err);
+    return cin_err_set(err, CIN_E_CONFIG, "model: arch '%s', expected one of: x3d, transformer",
+                       opts->arch);
 }

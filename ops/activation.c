@@ -1,4 +1,4 @@
-/* ReLU, Swish (x * sigmoid(x), as in X3D), sigmoid and the channel softmax. */
+/* ReLU, GELU, Swish (x * sigmoid(x), as in X3D), sigmoid and the channel softmax. */
 #include "activation.h"
 #include "simd.h"
 
@@ -52,6 +52,10 @@ CIN_KERNEL void act_apply(act_kind kind, cin_dims dims, const float *in, float *
         break;
     case ACT_SOFTMAX:
         softmax_channels(dims, in, out);
+        break;
+    case ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * 0.70710678118654752f));
         break;
     }
 }

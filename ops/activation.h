@@ -5,7 +5,8 @@
 
 #include "node.h"
 
-typedef enum { ACT_RELU, ACT_SWISH, ACT_SIGMOID, ACT_SOFTMAX } act_kind;
+/* ACT_GELU is the exact one, 0.5 x (1 + erf(x / sqrt 2)), as torch's default. */
+typedef enum { ACT_RELU, ACT_SWISH, ACT_SIGMOID, ACT_SOFTMAX, ACT_GELU } act_kind;
 
 /* ACT_SOFTMAX normalises over channels at each (h, w) position. */
 int act_create(act_kind kind, cin_dims dims, cin_node **out, cin_err *err);

@@ -100,6 +100,12 @@ static void test_range_follows_name_suffix_and_shape(void)
     CU_ASSERT(lo == -0.2 && hi == 0.2);
     CU_ASSERT(cin_seeded_range("proj.bias", 1, vec, &lo, &hi) == 0);
     CU_ASSERT(lo == -0.2 && hi == 0.2);
+    /* class tokens and learned positions: [-0.5, 0.5] whatever their shape */
+    int64_t table[2] = {16, 64};
+    CU_ASSERT(cin_seeded_range("cls_token", 1, vec, &lo, &hi) == 0);
+    CU_ASSERT(lo == -0.5 && hi == 0.5);
+    CU_ASSERT(cin_seeded_range("pos_embedding", 2, table, &lo, &hi) == 0);
+    CU_ASSERT(lo == -0.5 && hi == 0.5);
     CU_ASSERT(cin_seeded_range("norm.num_batches_tracked", 0, vec, &lo, &hi) == -1);
     CU_ASSERT(cin_seeded_range("input", 4, conv, &lo, &hi) == -1);
 }

@@ -5,9 +5,12 @@
   x3d_names_<size>.txt          pytorchvideo name, SlowFast / co3d name, shape, per tensor
   x3d_<size>_clip.safetensors   X3D logits for one clip (pytorchvideo semantics)
   cox3d_<size>_steps.safetensors  CoX3D stepping outputs (SE per frame, sliding head pool)
+  transformer_<case>.safetensors  continual transformer encoder logits per window, see
+                                transformer.py
 
-Models use weights seeded_state_dict(model, seed=1) on pytorchvideo names and the input
-seeded_input([T, 3, crop, crop], seed=2), frame-major; the input is not stored, only its sum.
+Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
+for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
+[steps, input_dim] for the transformers; the input is not stored, only its sum.
 All arithmetic is float64, stored as float32, so the files do not depend on the machine.
 Run with Debian's python (torch 1.13): /usr/bin/python3 tests/ref/make_goldens.py
 """
@@ -23,6 +26,7 @@ from ops import make_op_goldens  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
                     seeded_tensor)
+from transformer import ContinualEncoder, plain_window_logits, window_logits  # noqa: E402
 from x3d import SIZES, X3D, clip_logits, name_map_lines, stage_depths  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
@@ -44,6 +48,21 @@ CONTINUAL_CASES = [
     ("cox3d_s_steps", "s", 96, 48, 13, 8),
     ("cox3d_xs_steps", "xs", 96, 40, 4, 9),
 ]
+# name, d_model, nhead, dim_feedforward, layers, activation, norm_first, pos, class token,
+# input_dim, classes, window, steps
+TRANSFORMER_CASES = [
+    ("transformer_d64_relu", 64, 4, 128, 1, "relu", False, "none", False, 32, 10, 16, 48),
+    ("transformer_d64_prenorm_gelu_sin", 64, 4, 256, 1, "gelu", True, "sinusoidal", False,
+     64, 10, 16, 48),
+    ("transformer_d128_2layer_learned_cls", 128, 8, 256, 2, "relu", False, "learned", True,
+     48, 20, 24, 72),
+    ("transformer_d256_2layer_prenorm_gelu_sin_cls", 256, 8, 512, 2, "gelu", True,
+     "sinusoidal", True, 256, 20, 32, 96),
+    ("transformer_d1024_2layer_learned_oadtr", 1024, 8, 2048, 2, "relu", False, "learned",
+     False, 2048, 21, 64, 192),
+    ("transformer_d512_prenorm_gelu_cls", 512, 8, 1024, 1, "gelu", True, "none", True, 432, 5,
+     64, 192),
+]
 
 
 def seeded_golden(path, seed=7):
@@ -52,6 +71,8 @@ def seeded_golden(path, seed=7):
         lo, hi = seeded_range(name, shape)
         tensors.append((name, seeded_tensor(name, shape, seed)))
         meta["range." + name] = "%r,%r" % (lo, hi)
+    tensors.append(("x.cls_token", seeded_tensor("x.cls_token", (6,), seed)))
+    meta["range.x.cls_token"] = "%r,%r" % seeded_range("x.cls_token", (6,))
     tensors.append(("input", seeded_input((2, 3, 4, 5), seed)))
     meta["range.input"] = "-1.0,1.0"
     write_safetensors(path, tensors, meta)
@@ -115,6 +136,40 @@ def continual_golden(outdir, name, size, crop, frames, window, keep):
                       [("step_logits", logits[:keep].float())], meta)
 
 
+def transformer_golden(outdir, name, d_model, nhead, ff, layers, activation, norm_first, pos,
+                       cls, input_dim, classes, window, steps):
+    """One row of logits per window position t = window-1 .. steps-1 (see transformer.py)."""
+    model = ContinualEncoder(input_dim, d_model, nhead, ff, layers, window, classes, pos=pos,
+                             class_token=cls, activation=activation,
+                             norm_first=norm_first).eval()
+    seeded_state_dict(model, WEIGHT_SEED)
+    x = seeded_input((steps, input_dim), INPUT_SEED)
+    with torch.no_grad():
+        model.double()
+        ref = window_logits(model, x.double())
+        plain = plain_window_logits(model, x.double())
+        model.float()
+        f32 = window_logits(model, x)
+    scale = ref.abs().max().clamp(min=1.0)
+    plain_err = ((plain - ref).abs().max() / scale).item()
+    assert plain_err < 1e-12, "%s: encoder layer and formula differ by %g" % (name, plain_err)
+    err = ((f32.double() - ref).abs().max() / scale).item()
+    if err >= 1e-5:
+        print("warning: %s: float32 lands %.3g from float64" % (name, err))
+    meta = {"model": "transformer", "d_model": d_model, "nhead": nhead,
+            "dim_feedforward": ff, "num_layers": layers, "norm_first": int(norm_first),
+            "activation": activation, "layer_norm_eps": repr(model.layers[0].norm1.eps),
+            "window": window, "pos": pos, "pos_index": "frame mod window",
+            "class_token": int(cls), "input_dim": input_dim, "num_classes": classes,
+            "steps": steps, "first_step": window - 1, "positions": steps - window + 1,
+            "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED,
+            "input_shape": "%d,%d" % (steps, input_dim),
+            "input_sum": repr(x.double().sum().item()), "compute": "float64",
+            "logits_f32_rel_err": "%.3g" % err}
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), [("logits", ref.float())],
+                      meta)
+
+
 def main():
     t0 = time.time()
     os.makedirs(GOLDEN, exist_ok=True)
@@ -125,6 +180,8 @@ def main():
         clip_golden(GOLDEN, *case)
     for case in CONTINUAL_CASES:
         continual_golden(GOLDEN, *case)
+    for case in TRANSFORMER_CASES:
+        transformer_golden(GOLDEN, *case)
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 

@@ -45,6 +45,8 @@ def seeded_range(name, shape):
     ndim = len(shape)
     if name.endswith("running_var") or (name.endswith("weight") and ndim == 1):
         return 0.5, 1.5
+    if name.endswith("_token") or name.endswith("_embedding"):
+        return -0.5, 0.5
     if name.endswith("bias") or name.endswith("running_mean"):
         return -0.2, 0.2
     if name.endswith("weight") and ndim >= 2:

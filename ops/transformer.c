@@ -1,0 +1,619 @@
+/* Transformer encoder layers over a sliding window, in both modes (see transformer.h).
+ *
+ * A window holds `rows` tokens: the last n frames' tokens in a ring (slot t mod n for frame t)
+ * and, when there is one, the class token in row n. Attention does not depend on the order of
+ * its keys, so the ring is never rotated. Layer l maps token x to
+ *   post-norm: y = LN1(x + O(att(x))),  z = LN2(y + F(y))
+ *   pre-norm:  y = x + O(att(LN1(x))),  z = y + F(LN2(y))
+ * with O the output projection and F the feed-forward block, as torch computes them.
+ *
+ * The retroactive first layer keeps, for every query row and head, the running softmax sums
+ * over the keys of the window in double precision with their own maximum: a step removes the
+ * oldest key and adds the newest. Where a removal cancels most of a row's mass the row is
+ * summed afresh, and the class token's row (the only one that outlives a window) is summed
+ * afresh every n steps, so no error accumulates over long streams. */
+#include "transformer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tfm_layer {
+    float *in_w, *in_b, *out_w, *out_b, *l1_w, *l1_b, *l2_w, *l2_b, *n1_w, *n1_b, *n2_w, *n2_b;
+} tfm_layer;
+
+typedef struct tfm {
+    cin_node base;
+    int d, h, dh, ff, n, rows, layers, norm_first, has_cls;
+    act_kind act;
+    float eps;
+    tfm_first_form first;
+    tfm_layer L[TFM_MAX_LAYERS];
+    float *cls;             /* [d], the class token */
+    float *cls_qkv;         /* [3d], its first-layer projections */
+    float *mem;             /* every array above */
+    size_t st_x, st_qkv, st_acc;   /* byte offsets in the stream state */
+} tfm;
+
+typedef struct tfm_state {
+    int64_t t;
+} tfm_state;
+
+/* Scratch of one window's computation, carved from the caller's floats. */
+typedef struct work {
+    float *a, *tmp, *hid, *ln, *scores, *z, *qkv2, *old_kv;
+} work;
+
+static size_t acc_stride(const tfm *m)
+{
+    return (size_t)m->dh + 2; /* max, denominator, numerator[dh] */
+}
+
+/* ---- kernels ---- */
+
+static void layer_norm(const float *x, const float *g, const float *b, int d, float eps,
+                       float *y)
+{
+    double mean = 0.0, var = 0.0;
+    for (int i = 0; i < d; i++)
+        mean += x[i];
+    mean /= d;
+    for (int i = 0; i < d; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    float inv = (float)(1.0 / sqrt(var / d + eps));
+    for (int i = 0; i < d; i++)
+        y[i] = (float)(x[i] - mean) * inv * g[i] + b[i];
+}
+
+/* y[rows] = W[rows][cols] x + b */
+static void affine(const float *w, const float *b, int rows, int cols, const float *x, float *y)
+{
+    memcpy(y, b, sizeof(float) * rows);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
+}
+
+/* qkv[3d] = in_proj(x), after the first norm in a pre-norm layer. */
+static void token_qkv(const tfm *m, const tfm_layer *L, const float *x, float *qkv, float *ln)
+{
+    const float *in = x;
+    if (m->norm_first) {
+        layer_norm(x, L->n1_w, L->n1_b, m->d, m->eps, ln);
+        in = ln;
+    }
+    affine(L->in_w, L->in_b, 3 * m->d, m->d, in, qkv);
+}
+
+static float dot(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* out[d] = softmax(q k^T / sqrt(dh)) v per head, over `rows` rows of qkv[row][3d] that `use`
+ * marks (NULL: all). scores holds `rows` floats. */
+static void attend(const tfm *m, const float *q, const float *qkv, int rows, const int *use,
+                   float *scores, float *out)
+{
+    float scale = 1.0f / sqrtf((float)m->dh);
+    size_t stride = 3 * (size_t)m->d;
+    for (int h = 0; h < m->h; h++) {
+        const float *qh = q + h * m->dh;
+        float most = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < rows; j++) {
+            scores[j] = use && !use[j] ? -INFINITY
+                                       : scale * dot(qh, qkv + j * stride + m->d + h * m->dh,
+                                                     m->dh);
+            most = fmaxf(most, scores[j]);
+        }
+        float *o = out + h * m->dh;
+        memset(o, 0, sizeof(float) * m->dh);
+        for (int j = 0; j < rows; j++) {
+            float p = use && !use[j] ? 0.0f : expf(scores[j] - most);
+            sum += p;
+            const float *v = qkv + j * stride + 2 * m->d + h * m->dh;
+            for (int i = 0; i < m->dh; i++)
+                o[i] += p * v[i];
+        }
+        for (int i = 0; i < m->dh; i++)
+            o[i] /= sum;
+    }
+}
+
+/* z = the layer's output for token x given its attention result a (both [d]). */
+static void finish(const tfm *m, const tfm_layer *L, const float *x, const float *a, float *z,
+                   work *w)
+{
+    int d = m->d;
+    affine(L->out_w, L->out_b, d, d, a, w->tmp);
+    for (int i = 0; i < d; i++)
+        w->tmp[i] += x[i];
+    const float *y = w->tmp;
+    if (!m->norm_first) {
+        layer_norm(w->tmp, L->n1_w, L->n1_b, d, m->eps, w->ln);
+        y = w->ln;
+    }
+    const float *ffn_in = y;
+    if (m->norm_first) {
+        layer_norm(y, L->n2_w, L->n2_b, d, m->eps, w->a);
+        ffn_in = w->a;
+    }
+    affine(L->l1_w, L->l1_b, m->ff, d, ffn_in, w->hid);
+    act_apply(m->act, (cin_dims){m->ff, 1, 1}, w->hid, w->hid);
+    affine(L->l2_w, L->l2_b, d, m->ff, w->hid, z);
+    for (int i = 0; i < d; i++)
+        z[i] += y[i];
+    if (!m->norm_first) {
+        memcpy(w->tmp, z, sizeof(float) * d);
+        layer_norm(w->tmp, L->n2_w, L->n2_b, d, m->eps, z);
+    }
+}
+
+/* ---- the last, single-output layer ---- */
+
+/* Output token of the last layer over rows of x (layer input) and their qkv: the class
+ * token's (row n) if any, else row `newest`. */
+static void single_output(const tfm *m, const tfm_layer *L, const float *x, const float *qkv,
+                          const int *use, int newest, float *out, work *w)
+{
+    int q = m->has_cls ? m->n : newest;
+    attend(m, qkv + (size_t)q * 3 * m->d, qkv, m->rows, use, w->scores, w->a);
+    memcpy(w->hid, w->a, sizeof(float) * m->d); /* finish reuses a */
+    finish(m, L, x + (size_t)q * m->d, w->hid, out, w);
+}
+
+/* Second layer of a two-layer stack over the first layer's outputs z [rows][d]. */
+static void second_layer(const tfm *m, const float *z, int newest, float *out, work *w)
+{
+    for (int r = 0; r < m->rows; r++)
+        token_qkv(m, &m->L[1], z + (size_t)r * m->d, w->qkv2 + (size_t)r * 3 * m->d, w->ln);
+    single_output(m, &m->L[1], z, w->qkv2, NULL, newest, out, w);
+}
+
+/* First layer, every row: attention afresh over the window (the regular form). */
+static void first_layer_all(const tfm *m, const float *x, const float *qkv, float *z, work *w)
+{
+    for (int r = 0; r < m->rows; r++) {
+        attend(m, qkv + (size_t)r * 3 * m->d, qkv, m->rows, NULL, w->scores, w->a);
+        memcpy(w->hid, w->a, sizeof(float) * m->d);
+        finish(m, &m->L[0], x + (size_t)r * m->d, w->hid, z + (size_t)r * m->d, w);
+    }
+}
+
+/* ---- retroactive first layer: running softmax sums per (row, head) ---- */
+
+static void acc_add(double *acc, double s, const float *v, int dh)
+{
+    if (acc[1] == 0.0) {
+        acc[0] = s;
+        acc[1] = 1.0;
+        for (int i = 0; i < dh; i++)
+            acc[2 + i] = v[i];
+        return;
+    }
+    if (s > acc[0]) {
+        double r = exp(acc[0] - s);
+        acc[0] = s;
+        acc[1] = acc[1] * r + 1.0;
+        for (int i = 0; i < dh; i++)
+            acc[2 + i] = acc[2 + i] * r + v[i];
+        return;
+    }
+    double e = exp(s - acc[0]);
+    acc[1] += e;
+    for (int i = 0; i < dh; i++)
+        acc[2 + i] += e * v[i];
+}
+
+/* Removes a key; returns -1 when that leaves too little of the mass to trust the difference. */
+static int acc_remove(double *acc, double s, const float *v, int dh)
+{
+    double e = exp(s - acc[0]), left = acc[1] - e;
+    if (!(left > 1e-6 * acc[1]))
+        return -1;
+    acc[1] = left;
+    for (int i = 0; i < dh; i++)
+        acc[2 + i] -= e * v[i];
+    return 0;
+}
+
+static double score(const tfm *m, const float *q, const float *k, int h)
+{
+    return dot(q + h * m->dh, k + h * m->dh, m->dh) / sqrt((double)m->dh);
+}
+
+/* Row r's sums over every key that `use` marks. */
+static void acc_init(const tfm *m, double *acc, const float *qkv, const int *use, int r)
+{
+    size_t stride = 3 * (size_t)m->d;
+    const float *q = qkv + r * stride;
+    for (int h = 0; h < m->h; h++) {
+        double *a = acc + ((size_t)r * m->h + h) * acc_stride(m);
+        a[1] = 0.0;
+        for (int j = 0; j < m->rows; j++)
+            if (use[j])
+                acc_add(a, score(m, q, qkv + j * stride + m->d, h),
+                        qkv + j * stride + 2 * m->d + h * m->dh, m->dh);
+    }
+}
+
+/* Row r: drop key `old` (NULL: none) and add the key in row `slot`; afresh if the drop fails. */
+static void acc_slide(const tfm *m, double *acc, const float *qkv, const int *use, int r,
+                      const float *old, int slot)
+{
+    size_t stride = 3 * (size_t)m->d;
+    const float *q = qkv + r * stride, *k = qkv + slot * stride + m->d;
+    for (int h = 0; h < m->h; h++) {
+        double *a = acc + ((size_t)r * m->h + h) * acc_stride(m);
+        if (old && acc_remove(a, score(m, q, old, h), old + m->d + h * m->dh, m->dh)) {
+            acc_init(m, acc, qkv, use, r);
+            return;
+        }
+        acc_add(a, score(m, q, k, h), k + m->d + h * m->dh, m->dh);
+    }
+}
+
+/* First-layer outputs of every row from the running sums. */
+static void first_layer_from_sums(const tfm *m, const double *acc, const float *x, float *z,
+                                  work *w)
+{
+    for (int r = 0; r < m->rows; r++) {
+        for (int h = 0; h < m->h; h++) {
+            const double *a = acc + ((size_t)r * m->h + h) * acc_stride(m);
+            for (int i = 0; i < m->dh; i++)
+                w->hid[h * m->dh + i] = (float)(a[2 + i] / a[1]);
+        }
+        finish(m, &m->L[0], x + (size_t)r * m->d, w->hid, z + (size_t)r * m->d, w);
+    }
+}
+
+/* ---- continual mode ---- */
+
+static void state_arrays(const tfm *m, void *state, float **x, float **qkv, double **acc)
+{
+    *x = (float *)((char *)state + m->st_x);
+    *qkv = (float *)((char *)state + m->st_qkv);
+    *acc = (double *)((char *)state + m->st_acc);
+}
+
+static void carve(const tfm *m, float *s, work *w)
+{
+    w->a = s;
+    w->tmp = w->a + m->d;
+    w->ln = w->tmp + m->d;
+    w->hid = w->ln + m->d;
+    w->scores = w->hid + (m->ff > m->d ? m->ff : m->d);
+    w->old_kv = w->scores + m->rows;
+    w->z = w->old_kv + 3 * m->d;
+    w->qkv2 = w->z + (size_t)m->rows * m->d;
+}
+
+static size_t work_floats(const tfm *m)
+{
+    return 3 * (size_t)m->d + (size_t)(m->ff > m->d ? m->ff : m->d) + m->rows + 3 * (size_t)m->d +
+           (size_t)m->rows * m->d * 4;
+}
+
+/* Rows holding a token after frame t: the ring slots filled so far and the class token. */
+static void rows_in_use(const tfm *m, int64_t t, int *use)
+{
+    for (int r = 0; r < m->n; r++)
+        use[r] = r <= t;
+    if (m->has_cls)
+        use[m->n] = 1;
+}
+
+static void retro_update(const tfm *m, double *acc, const float *qkv, const int *use, int slot,
+                         int64_t t, const float *old)
+{
+    for (int r = 0; r < m->rows; r++) {
+        if (!use[r] || r == slot)
+            continue;
+        if (r == m->n && t % m->n == 0) /* the class row outlives windows: refresh it */
+            acc_init(m, acc, qkv, use, r);
+        else
+            acc_slide(m, acc, qkv, use, r, old, slot);
+    }
+    acc_init(m, acc, qkv, use, slot);
+}
+
+static int tfm_step(const cin_node *n, void *state, const float *in, float *out, float *scratch)
+{
+    const tfm *m = (const tfm *)n;
+    tfm_state *s = state;
+    float *x, *qkv;
+    double *acc;
+    state_arrays(m, state, &x, &qkv, &acc);
+    work w;
+    carve(m, scratch, &w);
+    int64_t t = s->t++;
+    int slot = (int)(t % m->n), use[m->rows];
+    size_t row3 = 3 * (size_t)m->d;
+    if (t == 0 && m->has_cls) {
+        memcpy(x + (size_t)m->n * m->d, m->cls, sizeof(float) * m->d);
+        memcpy(qkv + m->n * row3, m->cls_qkv, sizeof(float) * row3);
+    }
+    const float *old = NULL;
+    if (t >= m->n) {
+        memcpy(w.old_kv, qkv + slot * row3, sizeof(float) * row3);
+        old = w.old_kv + m->d; /* its key; the value follows */
+    }
+    memcpy(x + (size_t)slot * m->d, in, sizeof(float) * m->d);
+    token_qkv(m, &m->L[0], in, qkv + slot * row3, w.ln);
+    rows_in_use(m, t, use);
+
+    int retro = m->layers == 2 && m->first == TFM_FIRST_RETROACTIVE;
+    if (retro)
+        retro_update(m, acc, qkv, use, slot, t, old);
+    if (t < m->n - 1)
+        return 0;
+    if (m->layers == 1) {
+        single_output(m, &m->L[0], x, qkv, NULL, slot, out, &w);
+        return 1;
+    }
+    if (retro)
+        first_layer_from_sums(m, acc, x, w.z, &w);
+    else
+        first_layer_all(m, x, qkv, w.z, &w);
+    second_layer(m, w.z, slot, out, &w);
+    return 1;
+}
+
+/* ---- clip mode: every window of the clip afresh ---- */
+
+static void tfm_forward(const cin_node *n, const float *in, int t_in, float *out, float *scratch)
+{
+    const tfm *m = (const tfm *)n;
+    size_t row3 = 3 * (size_t)m->d;
+    float *x = scratch, *qkv = x + (size_t)m->rows * m->d;
+    work w;
+    carve(m, qkv + (size_t)m->rows * row3, &w);
+    if (m->has_cls) {
+        memcpy(x + (size_t)m->n * m->d, m->cls, sizeof(float) * m->d);
+        memcpy(qkv + m->n * row3, m->cls_qkv, sizeof(float) * row3);
+    }
+    for (int j = 0; j + m->n <= t_in; j++) {
+        memcpy(x, in + (size_t)j * m->d, sizeof(float) * m->d * m->n);
+        for (int r = 0; r < m->n; r++)
+            token_qkv(m, &m->L[0], x + (size_t)r * m->d, qkv + r * row3, w.ln);
+        float *o = out + (size_t)j * m->d;
+        if (m->layers == 1) {
+            single_output(m, &m->L[0], x, qkv, NULL, m->n - 1, o, &w);
+            continue;
+        }
+        first_layer_all(m, x, qkv, w.z, &w);
+        second_layer(m, w.z, m->n - 1, o, &w);
+    }
+}
+
+static size_t tfm_clip_scratch(const cin_node *n, int t_in)
+{
+    (void)t_in;
+    const tfm *m = (const tfm *)n;
+    return (size_t)m->rows * 4 * m->d + work_floats(m);
+}
+
+/* ---- multiply-adds ---- */
+
+static int64_t layer_tail_macs(const tfm *m)
+{
+    return (int64_t)m->d * m->d + 2 * (int64_t)m->d * m->ff; /* output projection + FFN */
+}
+
+static int64_t tfm_macs_step(const cin_node *n)
+{
+    const tfm *m = (const tfm *)n;
+    int64_t d = m->d, rows = m->rows, qkv = 3 * d * d, att = 2 * rows * d;
+    int64_t first = qkv + att + layer_tail_macs(m);
+    if (m->layers == 1)
+        return first;
+    /* retroactive: each row drops one key and adds one (4d), the new row sums all keys */
+    int64_t l0 = m->first == TFM_FIRST_RETROACTIVE ? qkv + rows * 4 * d + att : qkv + rows * att;
+    return l0 + rows * layer_tail_macs(m) + rows * qkv + att + layer_tail_macs(m);
+}
+
+static int64_t tfm_macs_clip(const cin_node *n, int t_in)
+{
+    const tfm *m = (const tfm *)n;
+    int64_t d = m->d, rows = m->rows, qkv = 3 * d * d, att = 2 * rows * d;
+    int64_t window = rows * qkv + att + layer_tail_macs(m);
+    if (m->layers == 2)
+        window += rows * (att + layer_tail_macs(m)) + rows * qkv;
+    int windows = t_in - m->n + 1;
+    return windows > 0 ? window * windows : 0;
+}
+
+static void tfm_destroy(cin_node *n)
+{
+    tfm *m = (tfm *)n;
+    free(m->mem);
+    free(m);
+}
+
+static const cin_node_ops tfm_ops = {
+    .kind = "transformer",
+    .step = tfm_step,
+    .forward = tfm_forward,
+    .clip_scratch = tfm_clip_scratch,
+    .macs_step = tfm_macs_step,
+    .macs_clip = tfm_macs_clip,
+    .destroy = tfm_destroy,
+};
+
+/* ---- building ---- */
+
+static int check(const tfm_params *p, cin_err *err)
+{
+    if (p->n_layers < 1 || p->n_layers > TFM_MAX_LAYERS)
+        return cin_err_set(err, CIN_E_UNSUPPORTED, "transformer: %d layers; continual stacks "
+                           "have 1 or 2 (a deeper stack would not equal the regular encoder)",
+                           p->n_layers);
+    if (p->d_model < 1 || p->nhead < 1 || p->d_model % p->nhead || p->dim_ff < 1)
+        return cin_err_set(err, CIN_E_CONFIG, "transformer: d_model %d, nhead %d, "
+                           "dim_feedforward %d: expected d_model divisible by nhead",
+                           p->d_model, p->nhead, p->dim_ff);
+    if (p->window < 1 || p->window > 4096)
+        return cin_err_set(err, CIN_E_CONFIG, "transformer: window %d, expected 1..4096",
+                           p->window);
+    if (p->activation != ACT_RELU && p->activation != ACT_GELU)
+        return cin_err_set(err, CIN_E_CONFIG, "transformer: activation must be relu or gelu");
+    return 0;
+}
+
+static float *take(float **cursor, const float *src, size_t n)
+{
+    float *dst = *cursor;
+    memcpy(dst, src, sizeof(float) * n);
+    *cursor += n;
+    return dst;
+}
+
+static void copy_layer(tfm_layer *L, const tfm_layer_weights *w, int d, int ff, float **c)
+{
+    L->in_w = take(c, w->in_proj_w, 3 * (size_t)d * d);
+    L->in_b = take(c, w->in_proj_b, 3 * (size_t)d);
+    L->out_w = take(c, w->out_proj_w, (size_t)d * d);
+    L->out_b = take(c, w->out_proj_b, d);
+    L->l1_w = take(c, w->linear1_w, (size_t)ff * d);
+    L->l1_b = take(c, w->linear1_b, ff);
+    L->l2_w = take(c, w->linear2_w, (size_t)d * ff);
+    L->l2_b = take(c, w->linear2_b, d);
+    L->n1_w = take(c, w->norm1_w, d);
+    L->n1_b = take(c, w->norm1_b, d);
+    L->n2_w = take(c, w->norm2_w, d);
+    L->n2_b = take(c, w->norm2_b, d);
+}
+
+static size_t layer_floats(int d, int ff)
+{
+    return 4 * (size_t)d * d + 3 * (size_t)d + 2 * (size_t)ff * d + ff + 6 * (size_t)d;
+}
+
+static void layout_state(tfm *m)
+{
+    size_t x = cin_align(sizeof(tfm_state));
+    size_t qkv = x + cin_align(sizeof(float) * m->rows * m->d);
+    size_t acc = qkv + cin_align(sizeof(float) * m->rows * 3 * m->d);
+    int retro = m->layers == 2 && m->first == TFM_FIRST_RETROACTIVE;
+    m->st_x = x;
+    m->st_qkv = qkv;
+    m->st_acc = acc;
+    m->base.state_bytes =
+        acc + (retro ? cin_align(sizeof(double) * m->rows * m->h * acc_stride(m)) : 0);
+}
+
+int tfm_create(const tfm_params *p, cin_node **out, cin_err *err)
+{
+    *out = NULL;
+    int rc = check(p, err);
+    if (rc)
+        return rc;
+    int d = p->d_model;
+    /* layers, class token, its projections, a norm's scratch while computing them */
+    size_t floats = p->n_layers * layer_floats(d, p->dim_ff) + 5 * (size_t)d;
+    tfm *m = calloc(1, sizeof *m);
+    float *mem = m ? malloc(sizeof(float) * floats) : NULL;
+    if (!mem) {
+        free(m);
+        return cin_err_set(err, CIN_E_NOMEM, "transformer: out of memory");
+    }
+    *m = (tfm){.d = d, .h = p->nhead, .dh = d / p->nhead, .ff = p->dim_ff, .n = p->window,
+               .rows = p->window + (p->cls_token != NULL), .layers = p->n_layers,
+               .norm_first = p->norm_first, .has_cls = p->cls_token != NULL,
+               .act = p->activation, .eps = p->eps, .first = p->first, .mem = mem};
+    float *c = mem;
+    for (int l = 0; l < p->n_layers; l++)
+        copy_layer(&m->L[l], &p->layer[l], d, p->dim_ff, &c);
+    if (m->has_cls) {
+        m->cls = take(&c, p->cls_token, d);
+        m->cls_qkv = c;
+        token_qkv(m, &m->L[0], m->cls, m->cls_qkv, c + 3 * d);
+    }
+    m->base.ops = &tfm_ops;
+    m->base.in = m->base.out = (cin_dims){d, 1, 1};
+    m->base.rf = p->window;
+    m->base.stride = 1;
+    m->base.step_scratch = work_floats(m);
+    m->base.param_bytes = sizeof(float) * floats;
+    layout_state(m);
+    *out = &m->base;
+    return 0;
+}
+
+/* ---- positional encoding ---- */
+
+typedef struct posenc {
+    cin_node base;
+    int window;
+    float *table;   /* [window][d] */
+} posenc;
+
+static int posenc_step(const cin_node *n, void *state, const float *in, float *out,
+                       float *scratch)
+{
+    (void)scratch;
+    const posenc *p = (const posenc *)n;
+    tfm_state *s = state;
+    const float *row = p->table + (size_t)(s->t++ % p->window) * n->in.c;
+    for (int i = 0; i < n->in.c; i++)
+        out[i] = in[i] + row[i];
+    return 1;
+}
+
+static void posenc_forward(const cin_node *n, const float *in, int t_in, float *out,
+                           float *scratch)
+{
+    (void)scratch;
+    const posenc *p = (const posenc *)n;
+    int d = n->in.c;
+    for (int t = 0; t < t_in; t++)
+        for (int i = 0; i < d; i++)
+            out[(size_t)t * d + i] = in[(size_t)t * d + i] +
+                                     p->table[(size_t)(t % p->window) * d + i];
+}
+
+static void posenc_destroy(cin_node *n)
+{
+    free(((posenc *)n)->table);
+    free(n);
+}
+
+static const cin_node_ops posenc_ops = {
+    .kind = "positional encoding",
+    .step = posenc_step,
+    .forward = posenc_forward,
+    .destroy = posenc_destroy,
+};
+
+int tfm_posenc_create(int d, int window, const float *table, cin_node **out, cin_err *err)
+{
+    *out = NULL;
+    posenc *p = calloc(1, sizeof *p);
+    float *copy = p ? malloc(sizeof(float) * d * window) : NULL;
+    if (!copy) {
+        free(p);
+        return cin_err_set(err, CIN_E_NOMEM, "positional encoding: out of memory");
+    }
+    memcpy(copy, table, sizeof(float) * d * window);
+    p->table = copy;
+    p->window = window;
+    p->base.ops = &posenc_ops;
+    p->base.in = p->base.out = (cin_dims){d, 1, 1};
+    p->base.rf = 1;
+    p->base.stride = 1;
+    p->base.state_bytes = cin_align(sizeof(tfm_state));
+    p->base.param_bytes = sizeof(float) * d * window;
+    *out = &p->base;
+    return 0;
+}
+
+void tfm_sinusoid(int d, int window, float *table)
+{
+    for (int p = 0; p < window; p++)
+        for (int i = 0; i < d; i++) {
+            double freq = pow(10000.0, -(double)(i / 2 * 2) / d);
+            table[(size_t)p * d + i] = (float)(i % 2 ? cos(p * freq) : sin(p * freq));
+        }
+}
