@@ -47,17 +47,19 @@ static void synth(float *x, size_t n, unsigned seed)
     }
 }
 
-static int time_steps(cin_stream *s, const float *frames, size_t fsz, int nframes,
+/* Times steps once the stream is past its delay (every timed step gives an output). */
+static int time_steps(cin_stream *s, const float *frames, size_t fsz, int nframes, int delay,
                       const bench_opts *o, float *out, double *lat)
 {
-    for (int i = 0; i < o->warmup + o->steps; i++) {
+    int warmup = delay + o->warmup;
+    for (int i = 0; i < warmup + o->steps; i++) {
         double t0 = now_ms();
         int rc = cin_stream_step(s, frames + (size_t)(i % nframes) * fsz, out);
         double ms = now_ms() - t0;
         if (rc < 0)
             return rc;
-        if (i >= o->warmup)
-            lat[i - o->warmup] = ms;
+        if (i >= warmup)
+            lat[i - warmup] = ms;
     }
     return 0;
 }
@@ -80,10 +82,11 @@ static int time_clips(cin_stream *s, const float *frames, int clip, const bench_
 static void report_text(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
                         const bench_opts *o)
 {
-    printf("cin-bench: %s-%s %dx%d, weights %s\n", c->model.arch, c->model.size ? c->model.size
-           : "", i->in_height, i->in_width, i->layout);
+    printf("cin-bench: %s%s%s, input %dx%dx%d, weights %s\n", c->model.arch,
+           c->model.size ? "-" : "", c->model.size ? c->model.size : "", i->in_channels,
+           i->in_height, i->in_width, i->layout);
     printf("  continual step (ms):  p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%d steps after "
-           "%d warm-up)\n", st.p50, st.p90, st.p99, st.max, o->steps, o->warmup);
+           "the delay + %d)\n", st.p50, st.p90, st.p99, st.max, o->steps, o->warmup);
     printf("  clip of %d frames (ms): p50 %.1f  p90 %.1f  max %.1f  (%d clips)\n",
            i->clip_frames, cl.p50, cl.p90, cl.max, o->clips);
     printf("  multiply-adds: %.3f G per step, %.3f G per clip (%.1fx)\n", i->macs_step / 1e9,
@@ -118,7 +121,8 @@ static int run(const pipe_config *c, const bench_opts *o)
     cin_model_opts mo = {.arch = c->model.arch, .size = c->model.size,
                          .weights = c->model.weights, .seed = c->model.seed,
                          .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
-                         .se_window = c->model.se_window, .num_classes = c->model.num_classes};
+                         .se_window = c->model.se_window, .num_classes = c->model.num_classes,
+                         .transformer = &c->model.transformer};
     if (cin_model_load(&mo, &m, &err) || cin_stream_create(m, &s, &err)) {
         fprintf(stderr, "cin-bench: %s\n", err.msg);
         cin_model_free(m);
@@ -134,7 +138,7 @@ static int run(const pipe_config *c, const bench_opts *o)
     int rc = !frames || !out || !lat_step || !lat_clip;
     if (!rc) {
         synth(frames, fsz * i.clip_frames, 1);
-        rc = time_steps(s, frames, fsz, i.clip_frames, o, out, lat_step) ||
+        rc = time_steps(s, frames, fsz, i.clip_frames, i.delay, o, out, lat_step) ||
              time_clips(s, frames, i.clip_frames, o, out, lat_clip);
     }
     if (rc) {

@@ -40,9 +40,10 @@ typedef struct tfm_state {
     int64_t t;
 } tfm_state;
 
-/* Scratch of one window's computation, carved from the caller's floats. */
+/* Scratch of one window's computation, carved from the caller's floats: row-major arrays of
+ * `rows` rows (hid: of max(ff, d) columns). */
 typedef struct work {
-    float *a, *tmp, *hid, *ln, *scores, *z, *qkv2, *old_kv;
+    float *a, *t, *y, *n2, *hid, *ln, *scores, *z, *qkv2, *old_kv;
 } work;
 
 static size_t acc_stride(const tfm *m)
@@ -66,22 +67,33 @@ static void layer_norm(const float *x, const float *g, const float *b, int d, fl
         y[i] = (float)(x[i] - mean) * inv * g[i] + b[i];
 }
 
-/* y[rows] = W[rows][cols] x + b */
-static void affine(const float *w, const float *b, int rows, int cols, const float *x, float *y)
+/* y[rows][out] = x[rows][in] W^T + b, with W [out][in] as torch stores it. */
+static void affine_rows(const float *w, const float *b, int rows, int out, int in,
+                        const float *x, float *y)
 {
-    memcpy(y, b, sizeof(float) * rows);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * out, b, sizeof(float) * out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in,
+                1.0f, y, out);
 }
 
-/* qkv[3d] = in_proj(x), after the first norm in a pre-norm layer. */
-static void token_qkv(const tfm *m, const tfm_layer *L, const float *x, float *qkv, float *ln)
+static void norm_rows(const tfm *m, const float *g, const float *b, const float *x, int rows,
+                      float *y)
+{
+    for (int r = 0; r < rows; r++)
+        layer_norm(x + (size_t)r * m->d, g, b, m->d, m->eps, y + (size_t)r * m->d);
+}
+
+/* qkv[rows][3d] = in_proj of each row of x, after the first norm in a pre-norm layer. */
+static void rows_qkv(const tfm *m, const tfm_layer *L, const float *x, int rows, float *qkv,
+                     float *ln)
 {
     const float *in = x;
     if (m->norm_first) {
-        layer_norm(x, L->n1_w, L->n1_b, m->d, m->eps, ln);
+        norm_rows(m, L->n1_w, L->n1_b, x, rows, ln);
         in = ln;
     }
-    affine(L->in_w, L->in_b, 3 * m->d, m->d, in, qkv);
+    affine_rows(L->in_w, L->in_b, rows, 3 * m->d, m->d, in, qkv);
 }
 
 static float dot(const float *a, const float *b, int n)
@@ -122,33 +134,29 @@ static void attend(const tfm *m, const float *q, const float *qkv, int rows, con
     }
 }
 
-/* z = the layer's output for token x given its attention result a (both [d]). */
-static void finish(const tfm *m, const tfm_layer *L, const float *x, const float *a, float *z,
-                   work *w)
+/* z = the layer's output for tokens x given their attention results a ([rows][d] each). */
+static void finish_rows(const tfm *m, const tfm_layer *L, const float *x, const float *a,
+                        int rows, float *z, work *w)
 {
-    int d = m->d;
-    affine(L->out_w, L->out_b, d, d, a, w->tmp);
-    for (int i = 0; i < d; i++)
-        w->tmp[i] += x[i];
-    const float *y = w->tmp;
+    size_t n = (size_t)rows * m->d;
+    affine_rows(L->out_w, L->out_b, rows, m->d, m->d, a, w->t);
+    for (size_t i = 0; i < n; i++)
+        w->t[i] += x[i];
+    const float *y = w->t, *ffn_in = w->t;
     if (!m->norm_first) {
-        layer_norm(w->tmp, L->n1_w, L->n1_b, d, m->eps, w->ln);
-        y = w->ln;
+        norm_rows(m, L->n1_w, L->n1_b, w->t, rows, w->y);
+        y = ffn_in = w->y;
+    } else {
+        norm_rows(m, L->n2_w, L->n2_b, w->t, rows, w->n2);
+        ffn_in = w->n2;
     }
-    const float *ffn_in = y;
-    if (m->norm_first) {
-        layer_norm(y, L->n2_w, L->n2_b, d, m->eps, w->a);
-        ffn_in = w->a;
-    }
-    affine(L->l1_w, L->l1_b, m->ff, d, ffn_in, w->hid);
-    act_apply(m->act, (cin_dims){m->ff, 1, 1}, w->hid, w->hid);
-    affine(L->l2_w, L->l2_b, d, m->ff, w->hid, z);
-    for (int i = 0; i < d; i++)
+    affine_rows(L->l1_w, L->l1_b, rows, m->ff, m->d, ffn_in, w->hid);
+    act_apply(m->act, (cin_dims){m->ff * rows, 1, 1}, w->hid, w->hid);
+    affine_rows(L->l2_w, L->l2_b, rows, m->d, m->ff, w->hid, z);
+    for (size_t i = 0; i < n; i++)
         z[i] += y[i];
-    if (!m->norm_first) {
-        memcpy(w->tmp, z, sizeof(float) * d);
-        layer_norm(w->tmp, L->n2_w, L->n2_b, d, m->eps, z);
-    }
+    if (!m->norm_first)
+        norm_rows(m, L->n2_w, L->n2_b, z, rows, z);
 }
 
 /* ---- the last, single-output layer ---- */
@@ -156,30 +164,27 @@ static void finish(const tfm *m, const tfm_layer *L, const float *x, const float
 /* Output token of the last layer over rows of x (layer input) and their qkv: the class
  * token's (row n) if any, else row `newest`. */
 static void single_output(const tfm *m, const tfm_layer *L, const float *x, const float *qkv,
-                          const int *use, int newest, float *out, work *w)
+                          int newest, float *out, work *w)
 {
     int q = m->has_cls ? m->n : newest;
-    attend(m, qkv + (size_t)q * 3 * m->d, qkv, m->rows, use, w->scores, w->a);
-    memcpy(w->hid, w->a, sizeof(float) * m->d); /* finish reuses a */
-    finish(m, L, x + (size_t)q * m->d, w->hid, out, w);
+    attend(m, qkv + (size_t)q * 3 * m->d, qkv, m->rows, NULL, w->scores, w->a);
+    finish_rows(m, L, x + (size_t)q * m->d, w->a, 1, out, w);
 }
 
 /* Second layer of a two-layer stack over the first layer's outputs z [rows][d]. */
 static void second_layer(const tfm *m, const float *z, int newest, float *out, work *w)
 {
-    for (int r = 0; r < m->rows; r++)
-        token_qkv(m, &m->L[1], z + (size_t)r * m->d, w->qkv2 + (size_t)r * 3 * m->d, w->ln);
-    single_output(m, &m->L[1], z, w->qkv2, NULL, newest, out, w);
+    rows_qkv(m, &m->L[1], z, m->rows, w->qkv2, w->ln);
+    single_output(m, &m->L[1], z, w->qkv2, newest, out, w);
 }
 
 /* First layer, every row: attention afresh over the window (the regular form). */
 static void first_layer_all(const tfm *m, const float *x, const float *qkv, float *z, work *w)
 {
-    for (int r = 0; r < m->rows; r++) {
-        attend(m, qkv + (size_t)r * 3 * m->d, qkv, m->rows, NULL, w->scores, w->a);
-        memcpy(w->hid, w->a, sizeof(float) * m->d);
-        finish(m, &m->L[0], x + (size_t)r * m->d, w->hid, z + (size_t)r * m->d, w);
-    }
+    for (int r = 0; r < m->rows; r++)
+        attend(m, qkv + (size_t)r * 3 * m->d, qkv, m->rows, NULL, w->scores,
+               w->a + (size_t)r * m->d);
+    finish_rows(m, &m->L[0], x, w->a, m->rows, z, w);
 }
 
 /* ---- retroactive first layer: running softmax sums per (row, head) ---- */
@@ -259,14 +264,13 @@ static void acc_slide(const tfm *m, double *acc, const float *qkv, const int *us
 static void first_layer_from_sums(const tfm *m, const double *acc, const float *x, float *z,
                                   work *w)
 {
-    for (int r = 0; r < m->rows; r++) {
+    for (int r = 0; r < m->rows; r++)
         for (int h = 0; h < m->h; h++) {
             const double *a = acc + ((size_t)r * m->h + h) * acc_stride(m);
             for (int i = 0; i < m->dh; i++)
-                w->hid[h * m->dh + i] = (float)(a[2 + i] / a[1]);
+                w->a[(size_t)r * m->d + h * m->dh + i] = (float)(a[2 + i] / a[1]);
         }
-        finish(m, &m->L[0], x + (size_t)r * m->d, w->hid, z + (size_t)r * m->d, w);
-    }
+    finish_rows(m, &m->L[0], x, w->a, m->rows, z, w);
 }
 
 /* ---- continual mode ---- */
@@ -280,20 +284,23 @@ static void state_arrays(const tfm *m, void *state, float **x, float **qkv, doub
 
 static void carve(const tfm *m, float *s, work *w)
 {
+    size_t rd = (size_t)m->rows * m->d, wide = (size_t)m->rows * (m->ff > m->d ? m->ff : m->d);
     w->a = s;
-    w->tmp = w->a + m->d;
-    w->ln = w->tmp + m->d;
-    w->hid = w->ln + m->d;
-    w->scores = w->hid + (m->ff > m->d ? m->ff : m->d);
-    w->old_kv = w->scores + m->rows;
-    w->z = w->old_kv + 3 * m->d;
-    w->qkv2 = w->z + (size_t)m->rows * m->d;
+    w->t = w->a + rd;
+    w->y = w->t + rd;
+    w->n2 = w->y + rd;
+    w->ln = w->n2 + rd;
+    w->z = w->ln + rd;
+    w->hid = w->z + rd;
+    w->qkv2 = w->hid + wide;
+    w->old_kv = w->qkv2 + 3 * rd;
+    w->scores = w->old_kv + 3 * (size_t)m->d;
 }
 
 static size_t work_floats(const tfm *m)
 {
-    return 3 * (size_t)m->d + (size_t)(m->ff > m->d ? m->ff : m->d) + m->rows + 3 * (size_t)m->d +
-           (size_t)m->rows * m->d * 4;
+    size_t rd = (size_t)m->rows * m->d, wide = (size_t)m->rows * (m->ff > m->d ? m->ff : m->d);
+    return 9 * rd + wide + 3 * (size_t)m->d + m->rows;
 }
 
 /* Rows holding a token after frame t: the ring slots filled so far and the class token. */
@@ -341,7 +348,7 @@ static int tfm_step(const cin_node *n, void *state, const float *in, float *out,
         old = w.old_kv + m->d; /* its key; the value follows */
     }
     memcpy(x + (size_t)slot * m->d, in, sizeof(float) * m->d);
-    token_qkv(m, &m->L[0], in, qkv + slot * row3, w.ln);
+    rows_qkv(m, &m->L[0], in, 1, qkv + slot * row3, w.ln);
     rows_in_use(m, t, use);
 
     int retro = m->layers == 2 && m->first == TFM_FIRST_RETROACTIVE;
@@ -350,7 +357,7 @@ static int tfm_step(const cin_node *n, void *state, const float *in, float *out,
     if (t < m->n - 1)
         return 0;
     if (m->layers == 1) {
-        single_output(m, &m->L[0], x, qkv, NULL, slot, out, &w);
+        single_output(m, &m->L[0], x, qkv, slot, out, &w);
         return 1;
     }
     if (retro)
@@ -376,11 +383,10 @@ static void tfm_forward(const cin_node *n, const float *in, int t_in, float *out
     }
     for (int j = 0; j + m->n <= t_in; j++) {
         memcpy(x, in + (size_t)j * m->d, sizeof(float) * m->d * m->n);
-        for (int r = 0; r < m->n; r++)
-            token_qkv(m, &m->L[0], x + (size_t)r * m->d, qkv + r * row3, w.ln);
+        rows_qkv(m, &m->L[0], x, m->n, qkv, w.ln);
         float *o = out + (size_t)j * m->d;
         if (m->layers == 1) {
-            single_output(m, &m->L[0], x, qkv, NULL, m->n - 1, o, &w);
+            single_output(m, &m->L[0], x, qkv, m->n - 1, o, &w);
             continue;
         }
         first_layer_all(m, x, qkv, w.z, &w);
@@ -529,7 +535,7 @@ int tfm_create(const tfm_params *p, cin_node **out, cin_err *err)
     if (m->has_cls) {
         m->cls = take(&c, p->cls_token, d);
         m->cls_qkv = c;
-        token_qkv(m, &m->L[0], m->cls, m->cls_qkv, c + 3 * d);
+        rows_qkv(m, &m->L[0], m->cls, 1, m->cls_qkv, c + 3 * d);
     }
     m->base.ops = &tfm_ops;
     m->base.in = m->base.out = (cin_dims){d, 1, 1};

@@ -36,8 +36,8 @@ static void note_seeded(const pipe_config *c)
 {
     if (c->model.weights)
         return;
-    fprintf(stderr, "cin-run: note: model weights drawn from seed %llu: the labels mean nothing "
-            "until model.weights points at a converted Kinetics-400 checkpoint (README.md)\n",
+    fprintf(stderr, "cin-run: note: model weights drawn from seed %llu: the classes mean nothing "
+            "until model.weights points at a trained checkpoint (README.md)\n",
             (unsigned long long)c->model.seed);
 }
 

@@ -48,6 +48,7 @@ static const struct pcfg_arch {
     const char *const *sizes;
 } pcfg_archs[] = {
     {"x3d", pcfg_x3d_sizes},
+    {"transformer", NULL},
 };
 #define PCFG_N_ARCHS (int)(sizeof pcfg_archs / sizeof pcfg_archs[0])
 
@@ -57,7 +58,13 @@ static const char *const pcfg_source_keys[] = {"type", "uri", "path", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std", NULL};
 static const char *const pcfg_model_keys[] = {
     "arch", "size", "weights", "seed", "mode", "pool_window", "se_window", "num_classes",
-    NULL};
+    "transformer", NULL};
+static const char *const pcfg_transformer_keys[] = {
+    "input_dim", "d_model", "nhead", "dim_feedforward", "layers", "window", "norm_first",
+    "activation", "pos", "class_token", "first_layer", NULL};
+static const char *const pcfg_activations[] = {"relu", "gelu", NULL};
+static const char *const pcfg_pos_kinds[] = {"none", "learned", "sinusoidal", NULL};
+static const char *const pcfg_first_layers[] = {"retroactive", "regular", NULL};
 static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
 static const char *const pcfg_sink_keys[] = {"type", "path", NULL};
 
@@ -558,6 +565,55 @@ static int pcfg_parse_size(const pcfg_map *m, pipe_config *c, const struct pcfg_
     return c->model.size ? 0 : pcfg_nomem(m->ctx);
 }
 
+/* model.transformer: the encoder's shape; required for arch transformer, refused otherwise. */
+static int pcfg_parse_transformer(const pcfg_map *model, pipe_config *c)
+{
+    yaml_node_t *v = pcfg_find(model, "transformer");
+    int is_tfm = strcmp(c->model.arch, "transformer") == 0;
+    if (!v)
+        return is_tfm ? pcfg_missing(model->ctx, "model.transformer") : 0;
+    if (!is_tfm)
+        return pcfg_fail(model->ctx, v, "model.transformer", "only for arch transformer");
+    if (v->type != YAML_MAPPING_NODE)
+        return pcfg_expected(model->ctx, v, "model.transformer", "a mapping");
+    pcfg_map m = {model->ctx, v, "model.transformer"};
+    cin_transformer_opts *o = &c->model.transformer;
+    int act = 0, pos = 0, first = 0, rc = pcfg_check_keys(&m, pcfg_transformer_keys);
+    o->layers = 1;
+    const struct {
+        const char *key, *field;  /* field: the dotted name when required, else NULL */
+        int *dst, lo, hi;
+    } ints[] = {
+        {"input_dim", "model.transformer.input_dim", &o->input_dim, 1, 65536},
+        {"d_model", "model.transformer.d_model", &o->d_model, 1, 65536},
+        {"nhead", "model.transformer.nhead", &o->nhead, 1, 1024},
+        {"window", "model.transformer.window", &o->window, 1, 4096},
+        {"dim_feedforward", NULL, &o->dim_feedforward, 1, 262144},
+        {"layers", NULL, &o->layers, 1, 2},
+    };
+    for (size_t i = 0; !rc && i < sizeof ints / sizeof ints[0]; i++) {
+        rc = pcfg_get_int(&m, ints[i].key, ints[i].lo, ints[i].hi, ints[i].dst);
+        if (!rc && ints[i].field && !*ints[i].dst)
+            rc = pcfg_missing(m.ctx, ints[i].field);
+    }
+    if (!rc && !o->dim_feedforward)
+        o->dim_feedforward = 4 * o->d_model;
+    if (!rc)
+        rc = pcfg_get_bool(&m, "norm_first", &o->norm_first);
+    if (!rc)
+        rc = pcfg_get_bool(&m, "class_token", &o->class_token);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "activation", pcfg_activations, &act);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "pos", pcfg_pos_kinds, &pos);
+    if (!rc)
+        rc = pcfg_get_choice(&m, "first_layer", pcfg_first_layers, &first);
+    o->activation = pcfg_activations[act];
+    o->pos = pcfg_pos_kinds[pos];
+    o->first_layer = pcfg_first_layers[first];
+    return rc;
+}
+
 static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
@@ -580,6 +636,8 @@ static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
         rc = pcfg_get_int(&m, "se_window", 1, PCFG_MAX_WINDOW, &c->model.se_window);
     if (!rc)
         rc = pcfg_get_int(&m, "num_classes", 1, PCFG_MAX_CLASSES, &c->model.num_classes);
+    if (!rc)
+        rc = pcfg_parse_transformer(&m, c);
     c->model.mode = (pipe_mode)mode;
     return rc;
 }

@@ -53,7 +53,8 @@ typedef struct pipe_config {
         pipe_mode mode;
         int pool_window;        /* 0 = the size's default */
         int se_window;
-        int num_classes;
+        int num_classes;            /* 0: the checkpoint's, else 400 */
+        cin_transformer_opts transformer;   /* arch transformer: its shape (strings owned) */
     } model;
     struct {
         int softmax;            /* 0 or 1 */

@@ -67,15 +67,21 @@ static int npy_source(run *r, cin_err *err)
     if (rc)
         return rc;
     const cin_model_info *i = &r->info;
-    if (ndim != 4 || shape[1] != i->in_channels || shape[2] != i->in_height ||
-        shape[3] != i->in_width) {
-        char found[160] = "";
+    /* frames [T][C][H][W], or feature vectors [T][D] for a model of [D][1][1] frames */
+    int vectors = i->in_height == 1 && i->in_width == 1 && ndim == 2 && shape[1] == i->in_channels;
+    if (!vectors && (ndim != 4 || shape[1] != i->in_channels || shape[2] != i->in_height ||
+                     shape[3] != i->in_width)) {
+        char found[160] = "", want[64];
         for (int d = 0; d < ndim; d++)
             snprintf(found + strlen(found), sizeof found - strlen(found), "%s%lld",
                      d ? ", " : "", (long long)shape[d]);
-        return cin_err_set(err, CIN_E_SHAPE, "%s: array of shape [%s], expected [frames, %d, "
-                           "%d, %d] (frames preprocessed for the model)", path, found,
-                           i->in_channels, i->in_height, i->in_width);
+        if (i->in_height == 1 && i->in_width == 1)
+            snprintf(want, sizeof want, "[frames, %d] (feature vectors)", i->in_channels);
+        else
+            snprintf(want, sizeof want, "[frames, %d, %d, %d] (preprocessed frames)",
+                     i->in_channels, i->in_height, i->in_width);
+        return cin_err_set(err, CIN_E_SHAPE, "%s: array of shape [%s], expected %s", path,
+                           found, want);
     }
     r->src.frames = shape[0];
     r->src.fps = r->cfg->preprocess.fps > 0 ? r->cfg->preprocess.fps : 1.0;
@@ -87,6 +93,10 @@ static int open_source(run *r, cin_err *err)
     const pipe_config *c = r->cfg;
     if (c->source.type == PIPE_SOURCE_NPY)
         return npy_source(r, err);
+    if (r->info.in_channels != 3 || r->info.in_height < 2)
+        return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
+                           "model.arch %s takes vectors of %d features (use an npy source)",
+                           c->path, c->model.arch, r->info.in_channels);
     /* the model fixes the crop; resize as the X3D recipes do, crop * 8 / 7, unless given */
     int crop = r->info.in_height;
     int resize = c->preprocess.resize ? c->preprocess.resize : crop * 8 / 7;
@@ -210,7 +220,8 @@ static int load_model(run *r, cin_log_fn log, void *user, int level, cin_err *er
                         .weights = c->model.weights, .seed = c->model.seed,
                         .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
                         .se_window = c->model.se_window, .num_classes = c->model.num_classes,
-                        .log = log, .log_user = user, .log_level = level};
+                        .transformer = &c->model.transformer, .log = log, .log_user = user,
+                        .log_level = level};
     int rc = cin_model_load(&o, &r->model, err);
     if (rc) {
         char detail[sizeof err->msg];

@@ -337,7 +337,16 @@ static const struct {
     const char *field;
     const char *fragment;
 } bad_models[] = {
-    {"{arch: resnet, size: s}", "model.arch", "one of x3d, got 'resnet'"},
+    {"{arch: resnet, size: s}", "model.arch", "one of x3d, transformer, got 'resnet'"},
+    {"{arch: transformer}", "model.transformer", "missing"},
+    {"{arch: x3d, size: s, transformer: {d_model: 8}}", "model.transformer",
+     "only for arch transformer"},
+    {"{arch: transformer, transformer: {input_dim: 4, d_model: 8, nhead: 2}}",
+     "model.transformer.window", "missing"},
+    {"{arch: transformer, transformer: {input_dim: 4, d_model: 8, nhead: 2, window: 4, "
+     "layers: 3}}", "model.transformer.layers", "1..2"},
+    {"{arch: transformer, transformer: {input_dim: 4, d_model: 8, nhead: 2, window: 4, "
+     "pos: rotary}}", "model.transformer.pos", "got 'rotary'"},
     {"{arch: [x3d], size: s}", "model.arch", "got a list"},
     {"{arch: x3d, size: s, seed: -1}", "model.seed", "non-negative integer"},
     {"{arch: x3d, size: s, seed: 18446744073709551616}", "model.seed", "below 2^64"},
