@@ -118,11 +118,8 @@ static int run(const pipe_config *c, const bench_opts *o)
     cin_err err = {0};
     cin_model *m = NULL;
     cin_stream *s = NULL;
-    cin_model_opts mo = {.arch = c->model.arch, .size = c->model.size,
-                         .weights = c->model.weights, .seed = c->model.seed,
-                         .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
-                         .se_window = c->model.se_window, .num_classes = c->model.num_classes,
-                         .transformer = &c->model.transformer};
+    cin_model_opts mo;
+    pipe_model_opts(c, &c->model, 0, &mo); /* the first model of the pipeline */
     if (cin_model_load(&mo, &m, &err) || cin_stream_create(m, &s, &err)) {
         fprintf(stderr, "cin-bench: %s\n", err.msg);
         cin_model_free(m);

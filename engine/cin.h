@@ -127,6 +127,7 @@ typedef struct cin_model_opts {
     int se_window;         /* continual squeeze-excitation window in frames; default 1 (per frame) */
     int num_classes;       /* default: taken from the weights, or 400 */
     const cin_transformer_opts *transformer;  /* arch "transformer" only */
+    int features;          /* x3d: 1 outputs the 2048 features before the classifier */
     cin_log_fn log;        /* optional; called during load and by streams of this model */
     void *log_user;
     int log_level;         /* highest level passed to `log` */

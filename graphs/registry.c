@@ -30,7 +30,8 @@ static int load_x3d(const cin_model_opts *o, const cin_logger *log, cin_model **
     x3d_layout layout = X3D_PYTORCHVIDEO;
     rc = o->weights ? x3d_detect_layout(w, &layout, err) : 0;
     x3d_opts xo = {.size = o->size, .crop = o->crop, .pool_window = o->pool_window,
-                   .se_window = o->se_window, .num_classes = o->num_classes};
+                   .se_window = o->se_window, .num_classes = o->num_classes,
+                   .features = o->features};
     cin_node *root = NULL;
     int clip_frames = 0;
     rc = rc ? rc : x3d_build(&xo, w, layout, NULL, NULL, &root, &clip_frames, err);

@@ -269,7 +269,7 @@ static cin_node *temporal_pool(x3d_ctx *x, int window)
 
 /* Head: 1x1x1 conv + BN + ReLU, average over the frame and a window of `window` frames,
  * 1x1x1 conv (2048, no norm) + ReLU, linear to classes; a clip's positions are averaged. */
-static void head(x3d_ctx *x, int window, int classes, cin_node_list *l)
+static void head(x3d_ctx *x, int window, int classes, int features, cin_node_list *l)
 {
     static const tname pre = {"blocks.5.pool.pre_conv", "head.conv_5"};
     static const tname pre_bn = {"blocks.5.pool.pre_norm", "head.conv_5_bn"};
@@ -280,7 +280,8 @@ static void head(x3d_ctx *x, int window, int classes, cin_node_list *l)
     cin_node_list_push(l, temporal_pool(x, window));
     cin_node_list_push(l, conv(x, post, NULL, kernel(2048, 1, 1, 1, 1)));
     cin_node_list_push(l, act(x, ACT_RELU));
-    cin_node_list_push(l, projection(x, classes));
+    if (!features)
+        cin_node_list_push(l, projection(x, classes));
     cin_node_list_push(l, pool(x, pool_clip_mean_create));
 }
 
@@ -291,12 +292,20 @@ static int x3d_tensor(const char *name)
            (name[0] == 's' && name[1] >= '1' && name[1] <= '5' && name[2] == '.');
 }
 
+/* The same without the classifier, which a backbone giving features does not read. */
+static int x3d_backbone_tensor(const char *name)
+{
+    return x3d_tensor(name) && strncmp(name, "blocks.5.proj.", 14) != 0 &&
+           strncmp(name, "head.projection.", 16) != 0;
+}
+
 /* A checkpoint with model tensors the graph did not read is for another size: refuse it
  * rather than run with part of it. */
-static int check_all_used(const wsrc *w, const char *size, cin_node **root, cin_err *err)
+static int check_all_used(const wsrc *w, const char *size, int features, cin_node **root,
+                          cin_err *err)
 {
     int n;
-    const char *name = wsrc_unused(w, x3d_tensor, &n);
+    const char *name = wsrc_unused(w, features ? x3d_backbone_tensor : x3d_tensor, &n);
     if (!name)
         return 0;
     cin_node_free(*root);
@@ -363,8 +372,8 @@ int x3d_build(const x3d_opts *o, wsrc *w, x3d_layout layout, x3d_visit_fn visit,
     cin_node_list l = {0};
     stem(&x, 24, &l);
     stages(&x, size->depth_factor, se_window, &l);
-    head(&x, window, class_count(o, w, layout), &l);
+    head(&x, window, class_count(o, w, layout), o->features, &l);
     *clip_frames = window;
     int rc = cin_node_list_seq(&l, root, err);
-    return rc ? rc : check_all_used(w, size->name, root, err);
+    return rc ? rc : check_all_used(w, size->name, o->features, root, err);
 }

@@ -15,6 +15,7 @@ typedef struct x3d_opts {
     int pool_window;      /* 0: the size's clip length, as co3d */
     int se_window;        /* 0: 1 (per-frame squeeze-excitation, co3d's default) */
     int num_classes;      /* 0: from the checkpoint, or 400 */
+    int features;         /* 1: end before the classifier (2048 features per output) */
 } x3d_opts;
 
 /* Called with every tensor the builder reads, in order; for tests and tools. */

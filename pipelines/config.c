@@ -58,7 +58,7 @@ static const char *const pcfg_source_keys[] = {"type", "uri", "path", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std", NULL};
 static const char *const pcfg_model_keys[] = {
     "arch", "size", "weights", "seed", "mode", "pool_window", "se_window", "num_classes",
-    "transformer", NULL};
+    "transformer", "head", NULL};
 static const char *const pcfg_transformer_keys[] = {
     "input_dim", "d_model", "nhead", "dim_feedforward", "layers", "window", "norm_first",
     "activation", "pos", "class_token", "first_layer", NULL};
@@ -153,7 +153,10 @@ static void pcfg_field(char *buf, const char *map_name, const char *key)
 {
     char clean[PCFG_FIELD_MAX / 2];
     pcfg_clean(clean, sizeof clean, key);
-    snprintf(buf, PCFG_FIELD_MAX, "%s%s%s", map_name, map_name[0] ? "." : "", clean);
+    /* field names are short; a cut one would still locate the problem */
+    if (snprintf(buf, PCFG_FIELD_MAX, "%s%s%s", map_name, map_name[0] ? "." : "", clean) >=
+        PCFG_FIELD_MAX)
+        buf[PCFG_FIELD_MAX - 1] = '\0';
 }
 
 /* ---- nodes ---- */
@@ -532,9 +535,17 @@ static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
                      c->preprocess.crop);
 }
 
-static int pcfg_parse_arch(const pcfg_map *m, pipe_config *c, const struct pcfg_arch **arch)
+/* "<map>.<key>" for a field named in a message without a node of its own. */
+static const char *pcfg_name(const pcfg_map *m, const char *key, char *buf)
+{
+    pcfg_field(buf, m->name, key);
+    return buf;
+}
+
+static int pcfg_parse_arch(const pcfg_map *m, pipe_model *pm, const struct pcfg_arch **arch)
 {
     const char *names[PCFG_N_ARCHS + 1];
+    char field[PCFG_FIELD_MAX];
     int i = -1;
     for (int a = 0; a < PCFG_N_ARCHS; a++)
         names[a] = pcfg_archs[a].name;
@@ -543,58 +554,60 @@ static int pcfg_parse_arch(const pcfg_map *m, pipe_config *c, const struct pcfg_
     if (rc)
         return rc;
     if (i < 0)
-        return pcfg_missing(m->ctx, "model.arch");
+        return pcfg_missing(m->ctx, pcfg_name(m, "arch", field));
     *arch = &pcfg_archs[i];
-    c->model.arch = strdup(names[i]);
-    return c->model.arch ? 0 : pcfg_nomem(m->ctx);
+    pm->arch = strdup(names[i]);
+    return pm->arch ? 0 : pcfg_nomem(m->ctx);
 }
 
-static int pcfg_parse_size(const pcfg_map *m, pipe_config *c, const struct pcfg_arch *arch)
+static int pcfg_parse_size(const pcfg_map *m, pipe_model *pm, const struct pcfg_arch *arch)
 {
+    char field[PCFG_FIELD_MAX];
     int i = -1;
     yaml_node_t *v = pcfg_find(m, "size");
     if (!arch->sizes)
-        return v ? pcfg_fail(m->ctx, v, "model.size", "arch %s takes no size", arch->name) : 0;
+        return v ? pcfg_fail(m->ctx, v, pcfg_name(m, "size", field), "arch %s takes no size",
+                             arch->name)
+                 : 0;
     int rc = pcfg_get_choice(m, "size", arch->sizes, &i);
     if (rc)
         return rc;
     if (i < 0)
-        return pcfg_fail(m->ctx, NULL, "model.size", "missing (required for arch %s)",
-                         arch->name);
-    c->model.size = strdup(arch->sizes[i]);
-    return c->model.size ? 0 : pcfg_nomem(m->ctx);
+        return pcfg_fail(m->ctx, NULL, pcfg_name(m, "size", field),
+                         "missing (required for arch %s)", arch->name);
+    pm->size = strdup(arch->sizes[i]);
+    return pm->size ? 0 : pcfg_nomem(m->ctx);
 }
 
-/* model.transformer: the encoder's shape; required for arch transformer, refused otherwise. */
-static int pcfg_parse_transformer(const pcfg_map *model, pipe_config *c)
+/* <model>.transformer: the encoder's shape; required for arch transformer, refused otherwise. */
+static int pcfg_parse_transformer(const pcfg_map *model, pipe_model *pm)
 {
+    char name[PCFG_FIELD_MAX], field[PCFG_FIELD_MAX];
+    pcfg_field(name, model->name, "transformer");
     yaml_node_t *v = pcfg_find(model, "transformer");
-    int is_tfm = strcmp(c->model.arch, "transformer") == 0;
+    int is_tfm = strcmp(pm->arch, "transformer") == 0;
     if (!v)
-        return is_tfm ? pcfg_missing(model->ctx, "model.transformer") : 0;
+        return is_tfm ? pcfg_missing(model->ctx, name) : 0;
     if (!is_tfm)
-        return pcfg_fail(model->ctx, v, "model.transformer", "only for arch transformer");
+        return pcfg_fail(model->ctx, v, name, "only for arch transformer");
     if (v->type != YAML_MAPPING_NODE)
-        return pcfg_expected(model->ctx, v, "model.transformer", "a mapping");
-    pcfg_map m = {model->ctx, v, "model.transformer"};
-    cin_transformer_opts *o = &c->model.transformer;
+        return pcfg_expected(model->ctx, v, name, "a mapping");
+    pcfg_map m = {model->ctx, v, name};
+    cin_transformer_opts *o = &pm->transformer;
     int act = 0, pos = 0, first = 0, rc = pcfg_check_keys(&m, pcfg_transformer_keys);
     o->layers = 1;
     const struct {
-        const char *key, *field;  /* field: the dotted name when required, else NULL */
-        int *dst, lo, hi;
+        const char *key;
+        int required, *dst, lo, hi;
     } ints[] = {
-        {"input_dim", "model.transformer.input_dim", &o->input_dim, 1, 65536},
-        {"d_model", "model.transformer.d_model", &o->d_model, 1, 65536},
-        {"nhead", "model.transformer.nhead", &o->nhead, 1, 1024},
-        {"window", "model.transformer.window", &o->window, 1, 4096},
-        {"dim_feedforward", NULL, &o->dim_feedforward, 1, 262144},
-        {"layers", NULL, &o->layers, 1, 2},
+        {"input_dim", 1, &o->input_dim, 1, 65536}, {"d_model", 1, &o->d_model, 1, 65536},
+        {"nhead", 1, &o->nhead, 1, 1024}, {"window", 1, &o->window, 1, 4096},
+        {"dim_feedforward", 0, &o->dim_feedforward, 1, 262144}, {"layers", 0, &o->layers, 1, 2},
     };
     for (size_t i = 0; !rc && i < sizeof ints / sizeof ints[0]; i++) {
         rc = pcfg_get_int(&m, ints[i].key, ints[i].lo, ints[i].hi, ints[i].dst);
-        if (!rc && ints[i].field && !*ints[i].dst)
-            rc = pcfg_missing(m.ctx, ints[i].field);
+        if (!rc && ints[i].required && !*ints[i].dst)
+            rc = pcfg_missing(m.ctx, pcfg_name(&m, ints[i].key, field));
     }
     if (!rc && !o->dim_feedforward)
         o->dim_feedforward = 4 * o->d_model;
@@ -614,32 +627,63 @@ static int pcfg_parse_transformer(const pcfg_map *model, pipe_config *c)
     return rc;
 }
 
+static int pcfg_parse_model_map(const pcfg_map *m, pipe_model *pm);
+
+/* model.head: a second model fed the first one's features; continual only, one level. */
+static int pcfg_parse_head(const pcfg_map *model, pipe_model *pm)
+{
+    char name[PCFG_FIELD_MAX];
+    pcfg_field(name, model->name, "head");
+    yaml_node_t *v = pcfg_find(model, "head");
+    if (!v)
+        return 0;
+    if (strcmp(model->name, "model") != 0)
+        return pcfg_fail(model->ctx, v, name, "a head cannot have a head of its own");
+    if (v->type != YAML_MAPPING_NODE)
+        return pcfg_expected(model->ctx, v, name, "a mapping");
+    if (pm->mode != PIPE_MODE_CONTINUAL)
+        return pcfg_fail(model->ctx, v, name, "needs model.mode continual");
+    pcfg_map m = {model->ctx, v, name};
+    int rc = pcfg_check_keys(&m, pcfg_model_keys);
+    pm->head = rc ? NULL : calloc(1, sizeof *pm->head);
+    if (rc || !pm->head)
+        return rc ? rc : pcfg_nomem(model->ctx);
+    pm->head->se_window = 1;
+    return pcfg_parse_model_map(&m, pm->head);
+}
+
+static int pcfg_parse_model_map(const pcfg_map *m, pipe_model *pm)
+{
+    const struct pcfg_arch *arch = NULL;
+    int mode = PIPE_MODE_CONTINUAL;
+    int rc = pcfg_parse_arch(m, pm, &arch);
+    if (!rc)
+        rc = pcfg_parse_size(m, pm, arch);
+    if (!rc)
+        rc = pcfg_get_str(m, "weights", 1, &pm->weights);
+    if (!rc)
+        rc = pcfg_get_u64(m, "seed", &pm->seed);
+    if (!rc)
+        rc = pcfg_get_choice(m, "mode", pcfg_modes, &mode);
+    if (!rc)
+        rc = pcfg_get_int(m, "pool_window", 1, PCFG_MAX_WINDOW, &pm->pool_window);
+    if (!rc)
+        rc = pcfg_get_int(m, "se_window", 1, PCFG_MAX_WINDOW, &pm->se_window);
+    if (!rc)
+        rc = pcfg_get_int(m, "num_classes", 1, PCFG_MAX_CLASSES, &pm->num_classes);
+    pm->mode = (pipe_mode)mode;
+    if (!rc)
+        rc = pcfg_parse_transformer(m, pm);
+    if (!rc)
+        rc = pcfg_parse_head(m, pm);
+    return rc;
+}
+
 static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
-    const struct pcfg_arch *arch = NULL;
-    int mode = PIPE_MODE_CONTINUAL;
     int rc = pcfg_section(top, "model", pcfg_model_keys, 1, &m);
-    if (!rc)
-        rc = pcfg_parse_arch(&m, c, &arch);
-    if (!rc)
-        rc = pcfg_parse_size(&m, c, arch);
-    if (!rc)
-        rc = pcfg_get_str(&m, "weights", 1, &c->model.weights);
-    if (!rc)
-        rc = pcfg_get_u64(&m, "seed", &c->model.seed);
-    if (!rc)
-        rc = pcfg_get_choice(&m, "mode", pcfg_modes, &mode);
-    if (!rc)
-        rc = pcfg_get_int(&m, "pool_window", 1, PCFG_MAX_WINDOW, &c->model.pool_window);
-    if (!rc)
-        rc = pcfg_get_int(&m, "se_window", 1, PCFG_MAX_WINDOW, &c->model.se_window);
-    if (!rc)
-        rc = pcfg_get_int(&m, "num_classes", 1, PCFG_MAX_CLASSES, &c->model.num_classes);
-    if (!rc)
-        rc = pcfg_parse_transformer(&m, c);
-    c->model.mode = (pipe_mode)mode;
-    return rc;
+    return rc ? rc : pcfg_parse_model_map(&m, &c->model);
 }
 
 /* After the model: topk is bounded by model.num_classes when that is given; otherwise the
@@ -647,7 +691,8 @@ static int pcfg_parse_model(const pcfg_map *top, pipe_config *c)
 static int pcfg_parse_postprocess(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
-    int classes = c->model.num_classes ? c->model.num_classes : PCFG_MAX_CLASSES;
+    const pipe_model *last = c->model.head ? c->model.head : &c->model;
+    int classes = last->num_classes ? last->num_classes : PCFG_MAX_CLASSES;
     c->postprocess.topk = classes < 5 ? classes : 5;
     int rc = pcfg_section(top, "postprocess", pcfg_post_keys, 0, &m);
     if (!rc)
@@ -736,7 +781,9 @@ static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
     const struct {
         const char *path, *field;
     } inputs[] = {{ctx->file, "the pipeline file"}, {c->source.uri, "source"},
-                  {c->model.weights, "model.weights"}, {c->postprocess.labels,
+                  {c->model.weights, "model.weights"},
+                  {c->model.head ? c->model.head->weights : NULL, "model.head.weights"},
+                  {c->postprocess.labels,
                   "postprocess.labels"}};
     for (int i = 0; i < c->n_sinks; i++) {
         const char *p = c->sinks[i].path;
@@ -917,11 +964,24 @@ void pipe_config_free(pipe_config *c)
         return;
     free(c->path);
     free(c->source.uri);
-    free(c->model.arch);
-    free(c->model.size);
-    free(c->model.weights);
+    for (pipe_model *m = &c->model; m; m = m->head) {
+        free(m->arch);
+        free(m->size);
+        free(m->weights);
+    }
+    free(c->model.head);
     free(c->postprocess.labels);
     for (int i = 0; i < c->n_sinks; i++)
         free(c->sinks[i].path);
     free(c);
+}
+
+void pipe_model_opts(const pipe_config *c, const pipe_model *m, int features,
+                     cin_model_opts *out)
+{
+    *out = (cin_model_opts){.arch = m->arch, .size = m->size, .weights = m->weights,
+                            .seed = m->seed, .crop = c->preprocess.crop,
+                            .pool_window = m->pool_window, .se_window = m->se_window,
+                            .num_classes = m->num_classes, .transformer = &m->transformer,
+                            .features = features};
 }

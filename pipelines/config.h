@@ -32,6 +32,21 @@ typedef struct pipe_sink {
 
 /* Every path below is resolved against the directory of the YAML file, except absolute
  * paths, "-" and URIs with a scheme ("rtsp://..."). Strings are owned by the config. */
+/* One model of the pipeline; `head`, when given, is fed this model's features (its output
+ * before the classifier) frame by frame and gives the results. */
+typedef struct pipe_model {
+    char *arch;                 /* a known family, e.g. "x3d" */
+    char *size;                 /* a size of that family, e.g. "s"; NULL if it has none */
+    char *weights;              /* NULL: seeded weights */
+    uint64_t seed;
+    pipe_mode mode;
+    int pool_window;            /* 0 = the size's default */
+    int se_window;
+    int num_classes;            /* 0: the checkpoint's, else 400 */
+    cin_transformer_opts transformer;   /* arch transformer: its shape (static strings) */
+    struct pipe_model *head;    /* NULL: this model's output is the result */
+} pipe_model;
+
 typedef struct pipe_config {
     char *path;                 /* the YAML file itself, as given to pipe_config_load */
     struct {
@@ -45,17 +60,7 @@ typedef struct pipe_config {
         float mean[3];
         float std[3];
     } preprocess;
-    struct {
-        char *arch;             /* a known family, e.g. "x3d" */
-        char *size;             /* a size of that family, e.g. "s"; NULL if it has none */
-        char *weights;          /* NULL: seeded weights */
-        uint64_t seed;
-        pipe_mode mode;
-        int pool_window;        /* 0 = the size's default */
-        int se_window;
-        int num_classes;            /* 0: the checkpoint's, else 400 */
-        cin_transformer_opts transformer;   /* arch transformer: its shape (strings owned) */
-    } model;
+    pipe_model model;
     struct {
         int softmax;            /* 0 or 1 */
         int topk;               /* 1..model.num_classes */
@@ -73,5 +78,9 @@ int pipe_config_load(const char *path, pipe_config **out, cin_err *err);
 
 /* Frees c and every string it owns; NULL is allowed. */
 void pipe_config_free(pipe_config *c);
+
+/* The library options of a pipeline model (pointers into c, valid while c is). */
+void pipe_model_opts(const pipe_config *c, const pipe_model *m, int features,
+                     cin_model_opts *out);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "jsonl.h"
+#include "model.h"
 #include "npy.h"
 #include "post.h"
 #include "video.h"
@@ -31,11 +32,18 @@ typedef struct sinks {
     int n;
 } sinks;
 
+/* A model and its stream; a pipeline has one, or a backbone and the head it feeds. */
+typedef struct stage {
+    cin_model *model;
+    cin_stream *stream;
+    cin_model_info info;
+} stage;
+
 typedef struct run {
     const pipe_config *cfg;
-    cin_model *model;
-    cin_model_info info;
-    cin_stream *stream;
+    stage st[2];
+    int n_st;
+    float *features;        /* the backbone's output, the head's input */
     post_labels *labels;
     source src;
     sinks out;
@@ -58,6 +66,12 @@ static double now_ms(void)
 
 /* ---- source ---- */
 
+/* The stage whose outputs are the results. */
+static const cin_model_info *out_info(const run *r)
+{
+    return &r->st[r->n_st - 1].info;
+}
+
 static int npy_source(run *r, cin_err *err)
 {
     int ndim;
@@ -66,7 +80,7 @@ static int npy_source(run *r, cin_err *err)
     int rc = npy_read_f32(path, &ndim, shape, &r->src.array, err);
     if (rc)
         return rc;
-    const cin_model_info *i = &r->info;
+    const cin_model_info *i = &r->st[0].info;
     /* frames [T][C][H][W], or feature vectors [T][D] for a model of [D][1][1] frames */
     int vectors = i->in_height == 1 && i->in_width == 1 && ndim == 2 && shape[1] == i->in_channels;
     if (!vectors && (ndim != 4 || shape[1] != i->in_channels || shape[2] != i->in_height ||
@@ -93,12 +107,12 @@ static int open_source(run *r, cin_err *err)
     const pipe_config *c = r->cfg;
     if (c->source.type == PIPE_SOURCE_NPY)
         return npy_source(r, err);
-    if (r->info.in_channels != 3 || r->info.in_height < 2)
+    if (r->st[0].info.in_channels != 3 || r->st[0].info.in_height < 2)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
                            "model.arch %s takes vectors of %d features (use an npy source)",
-                           c->path, c->model.arch, r->info.in_channels);
+                           c->path, c->model.arch, r->st[0].info.in_channels);
     /* the model fixes the crop; resize as the X3D recipes do, crop * 8 / 7, unless given */
-    int crop = r->info.in_height;
+    int crop = r->st[0].info.in_height;
     int resize = c->preprocess.resize ? c->preprocess.resize : crop * 8 / 7;
     if (resize < crop)
         return cin_err_set(err, CIN_E_CONFIG, "%s: preprocess.resize: %d is smaller than the "
@@ -135,7 +149,7 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
 static int open_sinks(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
-    int64_t row[1] = {r->info.out_size};
+    int64_t row[1] = {out_info(r)->out_size};
     for (int i = 0; i < c->n_sinks; i++) {
         const pipe_sink *s = &c->sinks[i];
         char *part = r->out.part[i];
@@ -186,7 +200,7 @@ static int close_sinks(run *r, int keep, cin_err *err)
 static int write_result(run *r, int64_t index, double pts, int have, double ms, cin_err *err)
 {
     const pipe_config *c = r->cfg;
-    int k = c->postprocess.topk, n = r->info.out_size;
+    int k = c->postprocess.topk, n = out_info(r)->out_size;
     if (have) {
         memcpy(r->scores, r->logits, sizeof(float) * n);
         if (c->postprocess.softmax)
@@ -213,29 +227,63 @@ static int write_result(run *r, int64_t index, double pts, int have, double ms, 
 
 /* ---- model ---- */
 
-static int load_model(run *r, cin_log_fn log, void *user, int level, cin_err *err)
+static int load_stage(run *r, const pipe_model *pm, int features, const cin_logger *lg,
+                      cin_err *err)
 {
-    const pipe_config *c = r->cfg;
-    cin_model_opts o = {.arch = c->model.arch, .size = c->model.size,
-                        .weights = c->model.weights, .seed = c->model.seed,
-                        .crop = c->preprocess.crop, .pool_window = c->model.pool_window,
-                        .se_window = c->model.se_window, .num_classes = c->model.num_classes,
-                        .transformer = &c->model.transformer, .log = log, .log_user = user,
-                        .log_level = level};
-    int rc = cin_model_load(&o, &r->model, err);
+    stage *s = &r->st[r->n_st++];
+    cin_model_opts o;
+    pipe_model_opts(r->cfg, pm, features, &o);
+    o.log = lg->fn;
+    o.log_user = lg->user;
+    o.log_level = lg->level;
+    int rc = cin_model_load(&o, &s->model, err);
     if (rc) {
         char detail[sizeof err->msg];
         snprintf(detail, sizeof detail, "%s", err->msg);
-        return cin_err_set(err, rc, "%s: model: %s", c->path, detail);
+        return cin_err_set(err, rc, "%s: %s: %s", r->cfg->path,
+                           r->n_st > 1 ? "model.head" : "model", detail);
     }
-    cin_model_get_info(r->model, &r->info);
-    return cin_stream_create(r->model, &r->stream, err);
+    cin_model_get_info(s->model, &s->info);
+    return cin_stream_create(s->model, &s->stream, err);
+}
+
+/* The model, and its head fed with the model's features when there is one. */
+static int load_models(run *r, const cin_logger *lg, cin_err *err)
+{
+    const pipe_model *m = &r->cfg->model;
+    int rc = load_stage(r, m, m->head != NULL, lg, err);
+    if (rc || !m->head)
+        return rc;
+    rc = load_stage(r, m->head, 0, lg, err);
+    const cin_model_info *a = &r->st[0].info, *b = &r->st[1].info;
+    if (!rc && (b->in_channels != a->out_size || b->in_height != 1 || b->in_width != 1))
+        return cin_err_set(err, CIN_E_CONFIG, "%s: model.head: takes %d features per frame, "
+                           "the model gives %d (set model.head.transformer.input_dim)",
+                           r->cfg->path, b->in_channels * b->in_height * b->in_width,
+                           a->out_size);
+    r->features = rc ? NULL : malloc(sizeof(float) * a->out_size);
+    return rc ? rc : r->features ? 0 : cin_err_set(err, CIN_E_NOMEM, "pipeline: out of memory");
+}
+
+/* One continual step through every stage: 1 with results in r->logits, 0 without, < 0. */
+static int step_stages(run *r)
+{
+    if (r->n_st == 1)
+        return cin_stream_step(r->st[0].stream, r->frame, r->logits);
+    int have = cin_stream_step(r->st[0].stream, r->frame, r->features);
+    return have <= 0 ? have : cin_stream_step(r->st[1].stream, r->features, r->logits);
+}
+
+static const char *stage_error(const run *r)
+{
+    const char *e = cin_stream_last_error(r->st[0].stream);
+    return e[0] || r->n_st == 1 ? e : cin_stream_last_error(r->st[1].stream);
 }
 
 static int alloc_buffers(run *r, cin_err *err)
 {
-    const cin_model_info *i = &r->info;
-    int n = i->out_size, k = r->cfg->postprocess.topk;
+    const cin_model_info *i = &r->st[0].info;
+    int n = out_info(r)->out_size, k = r->cfg->postprocess.topk;
     r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
     r->frame = malloc(sizeof(float) * r->frame_size);
     r->logits = malloc(sizeof(float) * n);
@@ -260,7 +308,7 @@ static int alloc_buffers(run *r, cin_err *err)
 /* Clip mode: the regular network over the last clip_frames frames, once that many arrived. */
 static int clip_step(run *r, int64_t t)
 {
-    int T = r->info.clip_frames;
+    int T = r->st[0].info.clip_frames;
     memcpy(r->clip + (size_t)(t % T) * r->frame_size, r->frame, sizeof(float) * r->frame_size);
     if (t + 1 < T)
         return 0;
@@ -268,7 +316,7 @@ static int clip_step(run *r, int64_t t)
         memcpy(r->clip_ordered + (size_t)f * r->frame_size,
                r->clip + (size_t)((t + 1 + f) % T) * r->frame_size,
                sizeof(float) * r->frame_size);
-    int rc = cin_stream_forward(r->stream, r->clip_ordered, T, r->logits);
+    int rc = cin_stream_forward(r->st[0].stream, r->clip_ordered, T, r->logits);
     return rc < 0 ? rc : 1;
 }
 
@@ -292,13 +340,15 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
     int rc;
     double start = now_ms();
     int clip = r->cfg->model.mode == PIPE_MODE_CLIP;
-    st->delay = clip ? r->info.clip_frames - 1 : r->info.delay;
+    st->delay = clip ? r->st[0].info.clip_frames - 1 : r->st[0].info.delay;
+    if (r->n_st > 1)
+        st->delay += r->st[1].info.delay;
     while ((rc = read_frame(r, &index, &pts, err)) == 1) {
         double t0 = now_ms();
-        int have = clip ? clip_step(r, t) : cin_stream_step(r->stream, r->frame, r->logits);
+        int have = clip ? clip_step(r, t) : step_stages(r);
         double ms = round((now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
         if (have < 0)
-            return cin_err_set(err, have, "model: %s", cin_stream_last_error(r->stream));
+            return cin_err_set(err, have, "model: %s", stage_error(r));
         if ((rc = record_latency(r, t, ms)) != 0)
             return cin_err_set(err, rc, "pipeline: out of memory");
         if ((rc = write_result(r, index, pts, have, ms, err)) != 0)
@@ -331,8 +381,11 @@ static void percentiles(run *r, pipe_stats *st)
 
 static void release(run *r)
 {
-    cin_stream_free(r->stream);
-    cin_model_free(r->model);
+    for (int i = 0; i < r->n_st; i++) {
+        cin_stream_free(r->st[i].stream);
+        cin_model_free(r->st[i].model);
+    }
+    free(r->features);
     post_labels_free(r->labels);
     video_close(r->src.video);
     free(r->src.array);
@@ -351,13 +404,15 @@ int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level
              pipe_stats *stats, cin_err *err)
 {
     run r = {.cfg = c};
+    cin_logger lg = {log, log_user, log_level};
     memset(stats, 0, sizeof *stats);
-    int rc = load_model(&r, log, log_user, log_level, err);
+    int rc = load_models(&r, &lg, err);
+    int classes = rc ? 0 : out_info(&r)->out_size;
     if (!rc && c->postprocess.labels)
-        rc = post_labels_load(c->postprocess.labels, r.info.out_size, &r.labels, err);
-    if (!rc && c->postprocess.topk > r.info.out_size)
+        rc = post_labels_load(c->postprocess.labels, classes, &r.labels, err);
+    if (!rc && c->postprocess.topk > classes)
         rc = cin_err_set(err, CIN_E_CONFIG, "%s: postprocess.topk: %d, but the model has %d "
-                         "classes", c->path, c->postprocess.topk, r.info.out_size);
+                         "classes", c->path, c->postprocess.topk, classes);
     rc = rc ? rc : alloc_buffers(&r, err);
     rc = rc ? rc : open_source(&r, err);
     int opened = rc ? 0 : (rc = open_sinks(&r, err)) == 0;
@@ -369,8 +424,8 @@ int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level
     rc = rc ? rc : rc_close;
     percentiles(&r, stats);
     stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
-    if (r.model)
-        snprintf(stats->layout, sizeof stats->layout, "%s", r.info.layout);
+    if (r.n_st && r.st[0].model)
+        snprintf(stats->layout, sizeof stats->layout, "%s", r.st[0].info.layout);
     release(&r);
     return rc;
 }

@@ -82,6 +82,63 @@ static void test_npy_frames_give_one_row_per_frame_and_a_line_per_output(void)
     free(rows);
 }
 
+/* A backbone's features fed to a head in one pipeline equal the two models run one after the
+ * other through the library. */
+static void test_backbone_features_feed_a_transformer_head(void)
+{
+    enum { T = 40, CROP = 64 };
+    write_frames(tu_tmp_path("chain.npy"), T, CROP);
+    const char *yaml = write_yaml("chain.yaml",
+        "source: {path: chain.npy}\n"
+        "preprocess: {crop: 64, resize: 64}\n"
+        "model:\n"
+        "  arch: x3d\n"
+        "  size: xs\n"
+        "  head: {arch: transformer, num_classes: 7, seed: 5,\n"
+        "         transformer: {input_dim: 2048, d_model: 32, nhead: 4, window: 4}}\n"
+        "postprocess: {softmax: false, topk: 1}\n"
+        "sinks: [{type: npy, path: chain_out.npy}]\n");
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.delay, 31 + 3);
+    CU_ASSERT_EQUAL(st.outputs, T - 34);
+
+    cin_transformer_opts to = {.input_dim = 2048, .d_model = 32, .nhead = 4,
+                               .dim_feedforward = 128, .layers = 1, .window = 4};
+    cin_model_opts xo = {.arch = "x3d", .size = "xs", .crop = CROP, .features = 1};
+    cin_model_opts ho = {.arch = "transformer", .seed = 5, .num_classes = 7, .transformer = &to};
+    cin_model *x, *h;
+    cin_stream *xs, *hs;
+    CU_ASSERT_EQUAL_FATAL(cin_model_load(&xo, &x, NULL) || cin_model_load(&ho, &h, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cin_stream_create(x, &xs, NULL) || cin_stream_create(h, &hs, NULL), 0);
+    int ndim;
+    int64_t shape[8];
+    float *frames, *rows, feat[2048], logits[7];
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("chain.npy"), &ndim, shape, &frames, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("chain_out.npy"), &ndim, shape, &rows, NULL),
+                          0);
+    double worst = 0.0;
+    int matched = 0;
+    for (int t = 0; t < T; t++) {
+        int have = cin_stream_step(xs, frames + (size_t)t * 3 * CROP * CROP, feat) == 1 &&
+                   cin_stream_step(hs, feat, logits) == 1;
+        CU_ASSERT_EQUAL(have, !isnan(rows[t * 7]));
+        if (have) {
+            worst = fmax(worst, tu_rel_err(rows + t * 7, logits, 7));
+            matched++;
+        }
+    }
+    CU_ASSERT_EQUAL(matched, T - 34);
+    CU_ASSERT(worst == 0.0);
+    free(frames);
+    free(rows);
+    cin_stream_free(xs);
+    cin_stream_free(hs);
+    cin_model_free(x);
+    cin_model_free(h);
+}
+
 static void test_clip_mode_outputs_once_a_clip_has_arrived(void)
 {
     write_frames(tu_tmp_path("frames6.npy"), 6, 64);
@@ -224,6 +281,8 @@ int test_pipeline_register(void)
     video_set_log_level(CIN_LOG_ERROR - 1); /* the tests check cin's own messages */
     int ok = CU_add_test(s, "npy frames give one row per frame and a line per output",
                          test_npy_frames_give_one_row_per_frame_and_a_line_per_output) &&
+             CU_add_test(s, "backbone features feed a transformer head",
+                         test_backbone_features_feed_a_transformer_head) &&
              CU_add_test(s, "clip mode outputs once a clip has arrived",
                          test_clip_mode_outputs_once_a_clip_has_arrived) &&
              CU_add_test(s, "real video runs through the model",
