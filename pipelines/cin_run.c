@@ -49,6 +49,9 @@ static void summary(const pipe_stats *s)
             s->p99_ms);
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
+    if (s->skipped || s->masked)
+        fprintf(stderr, ", %lld malformed records skipped, %lld non-finite values set to 0",
+                (long long)s->skipped, (long long)s->masked);
     fputc('\n', stderr);
     if (s->frames > 0 && s->outputs == 0)
         fprintf(stderr, "cin-run: warning: no output: the source ended after %lld frames, the "

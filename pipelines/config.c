@@ -54,7 +54,7 @@ static const struct pcfg_arch {
 
 static const char *const pcfg_top_keys[] = {
     "source", "preprocess", "model", "postprocess", "sinks", NULL};
-static const char *const pcfg_source_keys[] = {"type", "uri", "path", NULL};
+static const char *const pcfg_source_keys[] = {"type", "uri", "path", "format", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std", NULL};
 static const char *const pcfg_model_keys[] = {
     "arch", "size", "weights", "seed", "mode", "pool_window", "se_window", "num_classes",
@@ -69,7 +69,8 @@ static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
 static const char *const pcfg_sink_keys[] = {"type", "path", NULL};
 
 /* Indexed by the pipe_* enums. */
-static const char *const pcfg_source_types[] = {"video", "npy", NULL};
+static const char *const pcfg_source_types[] = {"video", "npy", "features", NULL};
+static const char *const pcfg_formats[] = {"jsonl", "csv", NULL};
 static const char *const pcfg_modes[] = {"continual", "clip", NULL};
 static const char *const pcfg_sink_types[] = {"jsonl", "npy", NULL};
 
@@ -448,10 +449,12 @@ static int pcfg_has_scheme(const char *s)
     return !strncmp(s + 1 + strspn(s + 1, tail), "://", 3);
 }
 
-/* p against the YAML file's directory, unless it is absolute or a URI with a scheme. */
+/* p against the YAML file's directory, unless it is absolute, a URI with a scheme, "-"
+ * (stdin or stdout) or a "unix:" socket. */
 static char *pcfg_resolve(const pcfg_ctx *ctx, const char *p)
 {
-    if (p[0] == '/' || pcfg_has_scheme(p) || ctx->dir_len == 0)
+    if (p[0] == '/' || pcfg_has_scheme(p) || ctx->dir_len == 0 || strcmp(p, "-") == 0 ||
+        strncmp(p, "unix:", 5) == 0)
         return strdup(p);
     size_t n = strlen(p);
     char *r = malloc(ctx->dir_len + n + 1);
@@ -494,20 +497,26 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
         return rc;
 
     yaml_node_t *uri = pcfg_find(&m, "uri"), *path = pcfg_find(&m, "path");
+    yaml_node_t *format = pcfg_find(&m, "format");
     if (type < 0)
         type = (path && !uri) ? PIPE_SOURCE_NPY : PIPE_SOURCE_VIDEO;
     c->source.type = (pipe_source_type)type;
-    if (type == PIPE_SOURCE_VIDEO && path)
+    if (type != PIPE_SOURCE_NPY && path)
         return pcfg_fail(top->ctx, path, "source.path",
-                         "only for type npy (a video source takes uri)");
+                         "only for type npy (a %s source takes uri)", pcfg_source_types[type]);
     if (type == PIPE_SOURCE_NPY && uri)
         return pcfg_fail(top->ctx, uri, "source.uri",
-                         "only for type video (an npy source takes path)");
+                         "only for types video and features (an npy source takes path)");
+    if (type != PIPE_SOURCE_FEATURES && format)
+        return pcfg_fail(top->ctx, format, "source.format", "only for type features");
+    int fmt = PIPE_FORMAT_JSONL;
+    rc = pcfg_get_choice(&m, "format", pcfg_formats, &fmt);
+    c->source.format = (pipe_format)fmt;
 
-    const char *key = type == PIPE_SOURCE_VIDEO ? "uri" : "path";
-    rc = pcfg_get_str(&m, key, 1, &c->source.uri);
+    const char *key = type == PIPE_SOURCE_NPY ? "path" : "uri";
+    rc = rc ? rc : pcfg_get_str(&m, key, 1, &c->source.uri);
     if (!rc && !c->source.uri)
-        rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_VIDEO ? "source.uri" : "source.path");
+        rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_NPY ? "source.path" : "source.uri");
     return rc;
 }
 

@@ -21,7 +21,8 @@
 
 #define PIPE_MAX_SINKS 8
 
-typedef enum { PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY } pipe_source_type;
+typedef enum { PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY, PIPE_SOURCE_FEATURES } pipe_source_type;
+typedef enum { PIPE_FORMAT_JSONL, PIPE_FORMAT_CSV } pipe_format;
 typedef enum { PIPE_MODE_CONTINUAL, PIPE_MODE_CLIP } pipe_mode;
 typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY } pipe_sink_type;
 
@@ -51,7 +52,8 @@ typedef struct pipe_config {
     char *path;                 /* the YAML file itself, as given to pipe_config_load */
     struct {
         pipe_source_type type;
-        char *uri;              /* source.uri (video) or source.path (npy) */
+        char *uri;              /* source.uri (video, features) or source.path (npy) */
+        pipe_format format;     /* features: one record per line as JSON or CSV */
     } source;
     struct {
         double fps;             /* 0 = every frame */

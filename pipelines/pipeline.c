@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "feat.h"
 #include "jsonl.h"
 #include "model.h"
 #include "npy.h"
@@ -18,6 +19,7 @@
 
 typedef struct source {
     video_src *video;
+    feat_src *features;
     float *array;           /* npy source: [frames][c][h][w] */
     int64_t frames, next;
     double fps;             /* npy: frames per second for pts, the preprocess fps or 1 */
@@ -55,6 +57,7 @@ typedef struct run {
     float *top_val;
     double *lat;            /* per-frame latency, ms */
     int64_t lat_cap;
+    cin_logger log;
 } run;
 
 static double now_ms(void)
@@ -102,11 +105,34 @@ static int npy_source(run *r, cin_err *err)
     return 0;
 }
 
+/* Skipped feature records go to the log with their line number; never per frame otherwise. */
+static void warn_record(void *user, const char *msg)
+{
+    cin_log(user, CIN_LOG_WARN, "source", "%s", msg);
+}
+
+static int features_source(run *r, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    const cin_model_info *i = &r->st[0].info;
+    if (i->in_height != 1 || i->in_width != 1)
+        return cin_err_set(err, CIN_E_CONFIG, "%s: source: a features source needs a model of "
+                           "feature vectors; model.arch %s takes %dx%d frames", c->path,
+                           c->model.arch, i->in_height, i->in_width);
+    feat_opts o = {.uri = c->source.uri, .dim = i->in_channels,
+                   .format = c->source.format == PIPE_FORMAT_CSV ? FEAT_CSV : FEAT_JSONL,
+                   .warn = warn_record, .warn_user = &r->log};
+    r->src.fps = c->preprocess.fps > 0 ? c->preprocess.fps : 1.0;
+    return feat_open(&o, &r->src.features, err);
+}
+
 static int open_source(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
     if (c->source.type == PIPE_SOURCE_NPY)
         return npy_source(r, err);
+    if (c->source.type == PIPE_SOURCE_FEATURES)
+        return features_source(r, err);
     if (r->st[0].info.in_channels != 3 || r->st[0].info.in_height < 2)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
                            "model.arch %s takes vectors of %d features (use an npy source)",
@@ -133,6 +159,11 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
         int rc = video_read(r->src.video, r->frame, &info, err);
         *index = info.index;
         *pts = info.pts;
+        return rc;
+    }
+    if (r->src.features) {
+        int rc = feat_read(r->src.features, r->frame, index, err);
+        *pts = (double)*index / r->src.fps;
         return rc;
     }
     if (r->src.next >= r->src.frames)
@@ -388,6 +419,7 @@ static void release(run *r)
     free(r->features);
     post_labels_free(r->labels);
     video_close(r->src.video);
+    feat_close(r->src.features);
     free(r->src.array);
     free(r->frame);
     free(r->logits);
@@ -403,10 +435,9 @@ static void release(run *r)
 int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level,
              pipe_stats *stats, cin_err *err)
 {
-    run r = {.cfg = c};
-    cin_logger lg = {log, log_user, log_level};
+    run r = {.cfg = c, .log = {log, log_user, log_level}};
     memset(stats, 0, sizeof *stats);
-    int rc = load_models(&r, &lg, err);
+    int rc = load_models(&r, &r.log, err);
     int classes = rc ? 0 : out_info(&r)->out_size;
     if (!rc && c->postprocess.labels)
         rc = post_labels_load(c->postprocess.labels, classes, &r.labels, err);
@@ -424,6 +455,8 @@ int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level
     rc = rc ? rc : rc_close;
     percentiles(&r, stats);
     stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
+    stats->skipped = r.src.features ? feat_skipped(r.src.features) : 0;
+    stats->masked = r.src.features ? feat_masked(r.src.features) : 0;
     if (r.n_st && r.st[0].model)
         snprintf(stats->layout, sizeof stats->layout, "%s", r.st[0].info.layout);
     release(&r);

@@ -373,11 +373,15 @@ static void test_source_keys_must_match_type(void)
     expect_error("source: {type: video, path: a.npy}\nmodel: {arch: x3d, size: s}\n",
                  CIN_E_CONFIG, "source.path", "only for type npy");
     expect_error("source: {type: npy, uri: a.avi}\nmodel: {arch: x3d, size: s}\n",
-                 CIN_E_CONFIG, "source.uri", "only for type video");
+                 CIN_E_CONFIG, "source.uri", "only for types video and features");
+    expect_error("source: {type: video, uri: a.avi, format: csv}\nmodel: {arch: x3d, size: s}\n",
+                 CIN_E_CONFIG, "source.format", "only for type features");
+    expect_error("source: {type: features, uri: -, format: xml}\nmodel: {arch: x3d, size: s}\n",
+                 CIN_E_CONFIG, "source.format", "one of jsonl, csv");
     expect_error("source: {type: npy}\nmodel: {arch: x3d, size: s}\n", CIN_E_CONFIG,
                  "source.path: missing", NULL);
     expect_error("source: {type: file, uri: a}\nmodel: {arch: x3d, size: s}\n", CIN_E_CONFIG,
-                 "source.type", "one of video, npy");
+                 "source.type", "one of video, npy, features");
 }
 
 /* Loads text; a success must be a complete config, a failure must carry a message. */

@@ -139,6 +139,50 @@ static void test_backbone_features_feed_a_transformer_head(void)
     cin_model_free(h);
 }
 
+/* Feature vectors as JSON lines: malformed lines are skipped and counted, NaN masked, and the
+ * results equal the same vectors from an npy file. */
+static void test_feature_lines_feed_a_transformer_like_an_npy_array(void)
+{
+    enum { T = 12, D = 8 };
+    float x[T * D];
+    cin_seeded_fill(x, T * D, 4, "features", -1, 1);
+    int64_t shape[2] = {T, D};
+    CU_ASSERT_EQUAL_FATAL(npy_write_f32(tu_tmp_path("feats.npy"), 2, shape, x, NULL), 0);
+    FILE *f = fopen(tu_tmp_path("feats.jsonl"), "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (int t = 0; t < T; t++) {
+        fprintf(f, "{\"frame\": %d, \"features\": [", t);
+        for (int i = 0; i < D; i++)
+            fprintf(f, "%s%.9g", i ? ", " : "", x[t * D + i]);
+        fprintf(f, "]}\n%s", t == 5 ? "{\"features\": [1, 2]}\n" : "");
+    }
+    fclose(f);
+    const char *model =
+        "model: {arch: transformer, seed: 2, num_classes: 4,\n"
+        "        transformer: {input_dim: 8, d_model: 16, nhead: 2, window: 4}}\n"
+        "postprocess: {softmax: false, topk: 1}\n";
+    char text[1024];
+    snprintf(text, sizeof text, "source: {type: features, uri: feats.jsonl}\n%s"
+             "sinks: [{type: npy, path: from_lines.npy}]\n", model);
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(write_yaml("lines.yaml", text), &st, &err), 0);
+    CU_ASSERT_EQUAL(st.frames, T);
+    CU_ASSERT_EQUAL(st.outputs, T - 3);
+    CU_ASSERT_EQUAL(st.skipped, 1);
+    snprintf(text, sizeof text, "source: {path: feats.npy}\n%s"
+             "sinks: [{type: npy, path: from_npy.npy}]\n", model);
+    CU_ASSERT_EQUAL_FATAL(run_yaml(write_yaml("arr.yaml", text), &st, &err), 0);
+    int nd;
+    int64_t sh[8];
+    float *a, *b;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("from_lines.npy"), &nd, sh, &a, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("from_npy.npy"), &nd, sh, &b, NULL), 0);
+    CU_ASSERT(tu_rel_err(a + 3 * 4, b + 3 * 4, (T - 3) * 4) <= 1e-6);
+    free(a);
+    free(b);
+}
+
 static void test_clip_mode_outputs_once_a_clip_has_arrived(void)
 {
     write_frames(tu_tmp_path("frames6.npy"), 6, 64);
@@ -283,6 +327,8 @@ int test_pipeline_register(void)
                          test_npy_frames_give_one_row_per_frame_and_a_line_per_output) &&
              CU_add_test(s, "backbone features feed a transformer head",
                          test_backbone_features_feed_a_transformer_head) &&
+             CU_add_test(s, "feature lines feed a transformer like an npy array",
+                         test_feature_lines_feed_a_transformer_like_an_npy_array) &&
              CU_add_test(s, "clip mode outputs once a clip has arrived",
                          test_clip_mode_outputs_once_a_clip_has_arrived) &&
              CU_add_test(s, "real video runs through the model",
