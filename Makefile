@@ -100,7 +100,7 @@ clean:
 deps:
 	./.ci/deps
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/bench/cin_bench.d $(BUILD)/pipelines/cin_run.d
 
 # The activations' exp() loops vectorise only with -ffast-math; they handle no NaN specially.
 $(BUILD)/ops/activation.o: CIN_CFLAGS += -ffast-math
