@@ -122,9 +122,9 @@ typedef struct cin_model_opts {
     const char *size;      /* x3d: "xs", "s", "m" or "l" */
     const char *weights;   /* safetensors checkpoint; NULL draws weights from `seed` */
     uint64_t seed;         /* used only when weights is NULL */
-    int crop;              /* input height and width; default: the size's crop (160/160/224/312) */
-    int pool_window;       /* continual head pooling window in frames; default: co3d's (4/13/16/16) */
-    int se_window;         /* continual squeeze-excitation window in frames; default 1 (per frame) */
+    int crop;              /* input height and width; default: the size's (160/160/224/312) */
+    int pool_window;       /* continual head pooling window, frames; default co3d's (4/13/16/16) */
+    int se_window;         /* continual squeeze-excitation window, frames; default 1 (a frame) */
     int num_classes;       /* default: taken from the weights, or 400 */
     const cin_transformer_opts *transformer;  /* arch "transformer" only */
     int features;          /* x3d: 1 outputs the 2048 features before the classifier */

@@ -78,7 +78,8 @@ int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)
         return cin_err_set(err, CIN_E_INVAL, "model: no output handle");
     *out = NULL;
     if (!opts || !opts->arch)
-        return cin_err_set(err, CIN_E_CONFIG, "model: arch missing, expected one of: x3d, transformer");
+        return cin_err_set(err, CIN_E_CONFIG,
+                           "model: arch missing, expected one of: x3d, transformer");
     cin_logger log = {opts->log, opts->log_user, opts->log_level};
     if (strcmp(opts->arch, "x3d") == 0)
         return load_x3d(opts, &log, out, err);

@@ -300,7 +300,8 @@ static void test_sinks_that_overwrite_inputs_or_each_other_are_refused(void)
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
-    const char *yaml = write_yaml("cli.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: q}\n");
+    const char *yaml =
+        write_yaml("cli.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: q}\n");
     char cmd[1024], line[1024];
     const char *bin = getenv("CIN_RUN"); /* set by `make test` to this build's binary */
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin ? bin : "../build/cin-run", yaml);
