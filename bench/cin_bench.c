@@ -1,6 +1,7 @@
 /* cin-bench: per-frame latency of a model in continual mode, against the regular model over
  * clips, on synthetic frames. Reads the model section of a pipeline YAML file. */
 #include <cblas.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,20 +98,31 @@ static void report_text(const pipe_config *c, const cin_model_info *i, pct st, p
            i->state_bytes / 1e6);
 }
 
+static json_t *pct_json(pct p)
+{
+    return json_pack("{s:f, s:f, s:f, s:f}", "p50", p.p50, "p90", p.p90, "p99", p.p99, "max",
+                     p.max);
+}
+
 static void report_json(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
                         const bench_opts *o)
 {
-    printf("{\"model\": \"%s-%s\", \"height\": %d, \"width\": %d, \"weights\": \"%s\", "
-           "\"steps\": %d, \"warmup\": %d, \"clips\": %d, \"clip_frames\": %d, "
-           "\"step_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"max\": %.4f}, "
-           "\"clip_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"max\": %.4f}, "
-           "\"macs_step\": %lld, \"macs_clip\": %lld, \"delay\": %d, "
-           "\"receptive_field\": %d, \"weight_bytes\": %zu, \"stream_bytes\": %zu}\n",
-           c->model.arch, c->model.size ? c->model.size : "", i->in_height, i->in_width,
-           i->layout, o->steps, o->warmup, o->clips, i->clip_frames, st.p50, st.p90, st.p99,
-           st.max, cl.p50, cl.p90, cl.p99, cl.max, (long long)i->macs_step,
-           (long long)i->macs_clip, i->delay, i->receptive_field, i->weight_bytes,
-           i->state_bytes);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s%s", c->model.arch, c->model.size ? "-" : "",
+             c->model.size ? c->model.size : "");
+    json_t *j = json_pack(
+        "{s:s, s:[i,i,i], s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:i, s:i, s:I, s:I}",
+        "model", name, "input", i->in_channels, i->in_height, i->in_width, "weights",
+        i->layout, "steps", o->steps, "warmup", o->warmup, "clips", o->clips, "clip_frames",
+        i->clip_frames, "step_ms", pct_json(st), "clip_ms", pct_json(cl), "macs_step",
+        (json_int_t)i->macs_step, "macs_clip", (json_int_t)i->macs_clip, "delay", i->delay,
+        "receptive_field", i->receptive_field, "weight_bytes", (json_int_t)i->weight_bytes,
+        "stream_bytes", (json_int_t)i->state_bytes);
+    char *text = j ? json_dumps(j, JSON_REAL_PRECISION(6)) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(j);
 }
 
 static int run(const pipe_config *c, const bench_opts *o)

@@ -98,7 +98,8 @@ int main(int argc, char **argv)
     int rc = pipe_run(cfg, log_stderr, NULL, level, &stats, &err);
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);
-    if (stats.frames > 0) /* what was done before a failure, and where the results are */
+    /* what was done before a failure, and what the source held */
+    if (stats.frames > 0 || stats.skipped > 0)
         summary(&stats);
     if (!rc)
         note_seeded(cfg);

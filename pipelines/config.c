@@ -618,6 +618,9 @@ static int pcfg_parse_transformer(const pcfg_map *model, pipe_model *pm)
         if (!rc && ints[i].required && !*ints[i].dst)
             rc = pcfg_missing(m.ctx, pcfg_name(&m, ints[i].key, field));
     }
+    if (!rc && o->d_model % o->nhead)
+        rc = pcfg_fail(m.ctx, pcfg_find(&m, "nhead"), pcfg_name(&m, "nhead", field),
+                       "expected a divisor of d_model (%d), got %d", o->d_model, o->nhead);
     if (!rc && !o->dim_feedforward)
         o->dim_feedforward = 4 * o->d_model;
     if (!rc)
@@ -661,11 +664,30 @@ static int pcfg_parse_head(const pcfg_map *model, pipe_model *pm)
     return pcfg_parse_model_map(&m, pm->head);
 }
 
+/* Keys another family or a head would ignore are refused rather than silently dropped. */
+static int pcfg_refuse_keys(const pcfg_map *m, const pipe_model *pm)
+{
+    static const char *const x3d_only[] = {"pool_window", "se_window", NULL};
+    char field[PCFG_FIELD_MAX];
+    int is_head = strcmp(m->name, "model") != 0;
+    for (int i = 0; strcmp(pm->arch, "x3d") != 0 && x3d_only[i]; i++) {
+        yaml_node_t *v = pcfg_find(m, x3d_only[i]);
+        if (v)
+            return pcfg_fail(m->ctx, v, pcfg_name(m, x3d_only[i], field), "only for arch x3d");
+    }
+    yaml_node_t *mode = is_head ? pcfg_find(m, "mode") : NULL;
+    return mode ? pcfg_fail(m->ctx, mode, pcfg_name(m, "mode", field),
+                            "a head steps with the model (continual); remove it")
+                : 0;
+}
+
 static int pcfg_parse_model_map(const pcfg_map *m, pipe_model *pm)
 {
     const struct pcfg_arch *arch = NULL;
     int mode = PIPE_MODE_CONTINUAL;
     int rc = pcfg_parse_arch(m, pm, &arch);
+    if (!rc)
+        rc = pcfg_refuse_keys(m, pm);
     if (!rc)
         rc = pcfg_parse_size(m, pm, arch);
     if (!rc)
@@ -802,7 +824,8 @@ static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
                                    "a sink must not overwrite an input", ctx->file, i, p,
                                    inputs[k].field);
         for (int j = 0; j < i; j++)
-            if (pcfg_same_file(p, c->sinks[j].path))
+            if (pcfg_same_file(p, c->sinks[j].path) ||
+                (strcmp(p, "-") == 0 && strcmp(c->sinks[j].path, "-") == 0))
                 return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is "
                                    "also sinks[%d].path", ctx->file, i, p, j);
     }

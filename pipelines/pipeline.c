@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,7 +136,8 @@ static int open_source(run *r, cin_err *err)
         return features_source(r, err);
     if (r->st[0].info.in_channels != 3 || r->st[0].info.in_height < 2)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
-                           "model.arch %s takes vectors of %d features (use an npy source)",
+                           "model.arch %s takes vectors of %d features (use source.type "
+                           "features or npy)",
                            c->path, c->model.arch, r->st[0].info.in_channels);
     /* the model fixes the crop; resize as the X3D recipes do, crop * 8 / 7, unless given */
     int crop = r->st[0].info.in_height;
@@ -177,6 +179,17 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
 
 /* ---- sinks ---- */
 
+/* Results go to a .part file renamed over `path` only where `path` is a regular file or
+ * nothing yet; stdout, a FIFO, a device or a symbolic link is written in place, never
+ * replaced. */
+static int renamed_into_place(const char *path)
+{
+    struct stat st;
+    if (strcmp(path, "-") == 0)
+        return 0;
+    return lstat(path, &st) != 0 || S_ISREG(st.st_mode);
+}
+
 static int open_sinks(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
@@ -184,7 +197,7 @@ static int open_sinks(run *r, cin_err *err)
     for (int i = 0; i < c->n_sinks; i++) {
         const pipe_sink *s = &c->sinks[i];
         char *part = r->out.part[i];
-        if (strcmp(s->path, "-") != 0 &&
+        if (renamed_into_place(s->path) &&
             snprintf(part, sizeof r->out.part[i], "%s.part-%ld", s->path, (long)getpid()) >=
                 (int)sizeof r->out.part[i])
             return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path, i);
@@ -287,7 +300,11 @@ static int load_models(run *r, const cin_logger *lg, cin_err *err)
         return rc;
     rc = load_stage(r, m->head, 0, lg, err);
     const cin_model_info *a = &r->st[0].info, *b = &r->st[1].info;
-    if (!rc && (b->in_channels != a->out_size || b->in_height != 1 || b->in_width != 1))
+    if (!rc && (b->in_height != 1 || b->in_width != 1))
+        return cin_err_set(err, CIN_E_CONFIG, "%s: model.head: arch %s takes frames; a head "
+                           "takes the model's feature vectors (use arch transformer)",
+                           r->cfg->path, r->cfg->model.head->arch);
+    if (!rc && b->in_channels != a->out_size)
         return cin_err_set(err, CIN_E_CONFIG, "%s: model.head: takes %d features per frame, "
                            "the model gives %d (set model.head.transformer.input_dim)",
                            r->cfg->path, b->in_channels * b->in_height * b->in_width,
@@ -457,6 +474,10 @@ int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level
     stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
     stats->skipped = r.src.features ? feat_skipped(r.src.features) : 0;
     stats->masked = r.src.features ? feat_masked(r.src.features) : 0;
+    if (!rc && stats->frames == 0 && stats->skipped > 0)
+        rc = cin_err_set(err, CIN_E_FORMAT, "%s: no valid record, %lld malformed lines "
+                         "skipped (is source.format right?)", c->source.uri,
+                         (long long)stats->skipped);
     if (r.n_st && r.st[0].model)
         snprintf(stats->layout, sizeof stats->layout, "%s", r.st[0].info.layout);
     release(&r);

@@ -338,6 +338,12 @@ static const struct {
     const char *fragment;
 } bad_models[] = {
     {"{arch: resnet, size: s}", "model.arch", "one of x3d, transformer, got 'resnet'"},
+    {"{arch: transformer, pool_window: 7, transformer: {input_dim: 4, d_model: 8, nhead: 2, "
+     "window: 4}}", "model.pool_window", "only for arch x3d"},
+    {"{arch: transformer, transformer: {input_dim: 4, d_model: 9, nhead: 2, window: 4}}",
+     "model.transformer.nhead", "a divisor of d_model (9)"},
+    {"{arch: x3d, size: s, head: {arch: transformer, mode: clip, transformer: {input_dim: 4, "
+     "d_model: 8, nhead: 2, window: 4}}}", "model.head.mode", "a head steps with the model"},
     {"{arch: transformer}", "model.transformer", "missing"},
     {"{arch: x3d, size: s, transformer: {d_model: 8}}", "model.transformer",
      "only for arch transformer"},

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "npy.h"
@@ -280,6 +282,35 @@ static void test_failed_run_leaves_earlier_results_intact(void)
     free(text);
 }
 
+/* A sink path that is a symbolic link (or a FIFO, a device) is written through, not
+ * replaced by a regular file. */
+static void test_sink_through_a_symbolic_link_keeps_the_link(void)
+{
+    write_frames(tu_tmp_path("link_in.npy"), 33, 64);
+    const char *target = tu_tmp_path("target.jsonl"), *link = tu_tmp_path("link.jsonl");
+    CU_ASSERT_EQUAL_FATAL(symlink(target, link), 0);
+    const char *yaml = write_yaml("link.yaml",
+        "source: {path: link_in.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\nsinks: [{type: jsonl, path: link.jsonl}]\n");
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    struct stat ls;
+    CU_ASSERT(lstat(link, &ls) == 0 && S_ISLNK(ls.st_mode));
+    CU_ASSERT_EQUAL(count_lines(target), 2);
+}
+
+static void test_a_source_without_one_valid_record_is_an_error(void)
+{
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(tu_tmp_path("csv_as.jsonl"), "1,2,3,4\n1,2,3,4\n", 16),
+                          0);
+    expect_error("nothing.yaml",
+                 "source: {type: features, uri: csv_as.jsonl}\n"
+                 "model: {arch: transformer, num_classes: 3,\n"
+                 "        transformer: {input_dim: 4, d_model: 8, nhead: 2, window: 2}}\n",
+                 CIN_E_FORMAT, "csv_as.jsonl", "no valid record, 2 malformed lines");
+}
+
 static void test_sinks_that_overwrite_inputs_or_each_other_are_refused(void)
 {
     write_frames(tu_tmp_path("in.npy"), 3, 64);
@@ -338,6 +369,10 @@ int test_pipeline_register(void)
                          test_bad_inputs_give_one_clear_error) &&
              CU_add_test(s, "failed run leaves earlier results intact",
                          test_failed_run_leaves_earlier_results_intact) &&
+             CU_add_test(s, "sink through a symbolic link keeps the link",
+                         test_sink_through_a_symbolic_link_keeps_the_link) &&
+             CU_add_test(s, "a source without one valid record is an error",
+                         test_a_source_without_one_valid_record_is_an_error) &&
              CU_add_test(s, "sinks that overwrite inputs or each other are refused",
                          test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
