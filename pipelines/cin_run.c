@@ -1,5 +1,6 @@
 /* cin-run: runs the pipeline a YAML file describes and prints a one-line summary on stderr. */
 #include <cblas.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,26 @@
 #include "video.h"
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
+
+/* Set by SIGINT/SIGTERM: the run ends after the frame in hand, sinks are flushed and closed.
+ * A signal handler can only reach a static flag; it is the one piece of global state. */
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* The first SIGINT or SIGTERM asks for a clean stop; a second one (the handler resets
+ * itself) ends the process at once, e.g. when a source blocks on an idle stdin. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = request_stop, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static void usage(FILE *f)
 {
@@ -53,7 +74,9 @@ static void summary(const pipe_stats *s)
         fprintf(stderr, ", %lld malformed records skipped, %lld non-finite values set to 0",
                 (long long)s->skipped, (long long)s->masked);
     fputc('\n', stderr);
-    if (s->frames > 0 && s->outputs == 0)
+    if (s->stopped)
+        fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
+    if (s->frames > 0 && s->outputs == 0 && !s->stopped)
         fprintf(stderr, "cin-run: warning: no output: the source ended after %lld frames, the "
                 "model's first output needs %d\n", (long long)s->frames, s->delay + 1);
 }
@@ -95,7 +118,9 @@ int main(int argc, char **argv)
         return 1;
     }
     pipe_stats stats;
-    int rc = pipe_run(cfg, log_stderr, NULL, level, &stats, &err);
+    pipe_run_opts ro = {.log = log_stderr, .log_level = level, .stop = &stop_requested};
+    catch_stop_signals();
+    int rc = pipe_run(cfg, &ro, &stats, &err);
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);
     /* what was done before a failure, and what the source held */

@@ -59,6 +59,7 @@ typedef struct run {
     double *lat;            /* per-frame latency, ms */
     int64_t lat_cap;
     cin_logger log;
+    const volatile sig_atomic_t *stop;
 } run;
 
 static double now_ms(void)
@@ -385,13 +386,13 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
 {
     int64_t t = 0, index;
     double pts;
-    int rc;
+    int rc = 0;
     double start = now_ms();
     int clip = r->cfg->model.mode == PIPE_MODE_CLIP;
     st->delay = clip ? r->st[0].info.clip_frames - 1 : r->st[0].info.delay;
     if (r->n_st > 1)
         st->delay += r->st[1].info.delay;
-    while ((rc = read_frame(r, &index, &pts, err)) == 1) {
+    while (!(r->stop && *r->stop) && (rc = read_frame(r, &index, &pts, err)) == 1) {
         double t0 = now_ms();
         int have = clip ? clip_step(r, t) : step_stages(r);
         double ms = round((now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
@@ -406,7 +407,8 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
         st->seconds = (now_ms() - start) / 1e3;
     }
     st->seconds = (now_ms() - start) / 1e3;
-    return rc;
+    st->stopped = r->stop && *r->stop;
+    return rc > 0 ? 0 : rc; /* stopped with a frame still to come */
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -449,10 +451,11 @@ static void release(run *r)
     free(r->lat);
 }
 
-int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level,
-             pipe_stats *stats, cin_err *err)
+int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, cin_err *err)
 {
-    run r = {.cfg = c, .log = {log, log_user, log_level}};
+    run r = {.cfg = c};
+    if (o)
+        r = (run){.cfg = c, .log = {o->log, o->log_user, o->log_level}, .stop = o->stop};
     memset(stats, 0, sizeof *stats);
     int rc = load_models(&r, &r.log, err);
     int classes = rc ? 0 : out_info(&r)->out_size;

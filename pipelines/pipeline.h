@@ -3,6 +3,8 @@
 #ifndef CIN_PIPELINE_H
 #define CIN_PIPELINE_H
 
+#include <signal.h>
+
 #include "cin.h"
 #include "config.h"
 
@@ -15,12 +17,20 @@ typedef struct pipe_stats {
     double seconds;         /* wall time of the frame loop */
     double p50_ms, p90_ms, p99_ms, max_ms;  /* per-frame model latency */
     int delay;              /* frames before the model's first continual output */
+    int stopped;            /* 1 if *stop ended the run before its source did */
     char layout[32];        /* weights layout found */
 } pipe_stats;
 
-/* Runs the pipeline to the end of its source. Sinks are closed (and so complete) whether or
- * not the run succeeds. log may be NULL. */
-int pipe_run(const pipe_config *c, cin_log_fn log, void *log_user, int log_level,
-             pipe_stats *stats, cin_err *err);
+typedef struct pipe_run_opts {
+    cin_log_fn log;                     /* NULL: silent */
+    void *log_user;
+    int log_level;
+    const volatile sig_atomic_t *stop;  /* when set non-zero (by a signal handler), the run
+                                           ends after the frame in hand; NULL: never */
+} pipe_run_opts;
+
+/* Runs the pipeline to the end of its source or until *o->stop. Sinks are closed (and so
+ * complete) whether or not the run succeeds; a stopped run is a success. o may be NULL. */
+int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, cin_err *err);
 
 #endif

@@ -1,7 +1,9 @@
 /* cin-run end to end: pipelines from YAML to sinks, on npy frames and real video, and the one
  * clear error (naming the file and the field) that each kind of bad input must give. */
 #include <CUnit/CUnit.h>
+#include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ static int run_yaml(const char *path, pipe_stats *st, cin_err *err)
     int rc = pipe_config_load(path, &c, err);
     if (rc)
         return rc;
-    rc = pipe_run(c, NULL, NULL, 0, st, err);
+    rc = pipe_run(c, NULL, st, err);
     pipe_config_free(c);
     return rc;
 }
@@ -328,6 +330,48 @@ static void test_sinks_that_overwrite_inputs_or_each_other_are_refused(void)
                  CIN_E_CONFIG, "sinks[0].path", "pipeline file");
 }
 
+/* SIGINT during a run: cin-run stops after the frame in hand, exits 0, and leaves complete
+ * sink files: every JSON line parses, the npy holds one row per frame it reports. */
+static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
+{
+    char cwd[512], text[1024];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    snprintf(text, sizeof text,
+             "source: {uri: %s/media/mecavideo__balle-jbart.mp4}\n"
+             "model: {arch: x3d, size: s}\n"
+             "sinks: [{type: jsonl, path: sig.jsonl}, {type: npy, path: sig.npy}]\n", cwd);
+    const char *yaml = write_yaml("sig.yaml", text), *bin = getenv("CIN_RUN");
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(bin ? bin : "../build/cin-run", "cin-run", yaml, (char *)NULL);
+        _exit(127);
+    }
+    usleep(1500 * 1000); /* the clip takes seconds: stop it part way */
+    kill(pid, SIGINT);
+    int status;
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int lines = count_lines(tu_tmp_path("sig.jsonl")), ndim;
+    CU_ASSERT(lines > 0);
+    size_t len;
+    char *body = (char *)tu_read_file(tu_tmp_path("sig.jsonl"), &len);
+    int parsed = 0;
+    for (char *line = body ? strtok(body, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        json_t *j = json_loads(line, 0, NULL);
+        parsed += j != NULL;
+        json_decref(j);
+    }
+    CU_ASSERT_EQUAL(parsed, lines);
+    free(body);
+    int64_t shape[8];
+    float *rows;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("sig.npy"), &ndim, shape, &rows, NULL), 0);
+    CU_ASSERT(ndim == 2 && shape[0] >= lines + 40 && shape[0] <= 255);
+    free(rows);
+}
+
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
@@ -375,6 +419,8 @@ int test_pipeline_register(void)
                          test_a_source_without_one_valid_record_is_an_error) &&
              CU_add_test(s, "sinks that overwrite inputs or each other are refused",
                          test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
+             CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
+                         test_sigint_leaves_complete_sinks_and_exits_zero) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;
