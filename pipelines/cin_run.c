@@ -1,5 +1,6 @@
 /* cin-run: runs the pipeline a YAML file describes and prints a one-line summary on stderr. */
 #include <cblas.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,8 @@ static void catch_stop_signals(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cin-run [--log-level error|warn|info|debug] pipeline.yaml\n"
+    fprintf(f, "usage: cin-run [--log-level error|warn|info|debug] [--status SECONDS] "
+               "[--quiet]\n               [--stats-json FILE] pipeline.yaml\n"
                "Runs the pipeline (source, preprocess, model, postprocess, sinks) that the YAML\n"
                "file describes; see docs/pipeline.md.\n");
 }
@@ -81,44 +83,89 @@ static void summary(const pipe_stats *s)
                 "model's first output needs %d\n", (long long)s->frames, s->delay + 1);
 }
 
-int main(int argc, char **argv)
+typedef struct cli {
+    int level, quiet;
+    double status_every;        /* seconds between status lines */
+    const char *path, *stats_json;
+} cli;
+
+/* One line on stderr every --status seconds (not with --quiet). */
+static void status_line(void *user, const pipe_status *s)
 {
-    int level = CIN_LOG_WARN;
-    const char *path = NULL;
+    (void)user;
+    fprintf(stderr, "cin-run: %.0f s: %lld frames, in %.1f fps, out %.1f fps, latency p50 %.2f ms "
+            "p99 %.2f ms\n", s->seconds, (long long)s->frames, s->fps_in, s->fps_out,
+            s->p50_ms, s->p99_ms);
+}
+
+/* --stats-json FILE: the summary's figures as one JSON object (written with jansson). */
+static int write_stats(const char *file, const pipe_stats *s, int rc)
+{
+    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:i, s:b, "
+                          "s:b}", "frames", (json_int_t)s->frames, "outputs",
+                          (json_int_t)s->outputs, "seconds", s->seconds, "latency_ms", "p50",
+                          s->p50_ms, "p90", s->p90_ms, "p99", s->p99_ms, "max", s->max_ms,
+                          "damaged", (json_int_t)s->damaged, "skipped", (json_int_t)s->skipped,
+                          "masked", (json_int_t)s->masked, "delay", s->delay, "stopped",
+                          s->stopped, "ok", rc == 0);
+    int bad = !j || json_dump_file(j, file, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0;
+    json_decref(j);
+    if (bad)
+        fprintf(stderr, "cin-run: --stats-json: cannot write '%s'\n", file);
+    return bad;
+}
+
+/* 0 to run, 1 after --help, 2 on a bad command line (already reported). */
+static int parse_args(int argc, char **argv, cli *c)
+{
+    *c = (cli){.level = CIN_LOG_WARN, .status_every = 10.0};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
-            if ((level = parse_level(argv[++i])) < 0) {
-                fprintf(stderr, "cin-run: --log-level: '%s', expected error, warn, info or "
-                        "debug\n", argv[i]);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
-            return 0;
-        } else if (argv[i][0] == '-' || path) {
+            return 1;
+        } else if (strcmp(a, "--quiet") == 0) {
+            c->quiet = 1;
+        } else if (strcmp(a, "--log-level") == 0 && v && (c->level = parse_level(v)) >= 0) {
+            i++;
+        } else if (strcmp(a, "--status") == 0 && v &&
+                   (c->status_every = strtod(v, &end)) > 0 && !*end) {
+            i++;
+        } else if (strcmp(a, "--stats-json") == 0 && v) {
+            c->stats_json = argv[++i];
+        } else if (a[0] != '-' && !c->path) {
+            c->path = a;
+        } else {
+            fprintf(stderr, "cin-run: bad argument '%s'%s%s\n", a, v ? " " : "", v ? v : "");
             usage(stderr);
             return 2;
-        } else {
-            path = argv[i];
         }
     }
-    if (!path) {
+    if (!c->path)
         usage(stderr);
-        return 2;
-    }
+    return c->path ? 0 : 2;
+}
 
+int main(int argc, char **argv)
+{
+    cli a;
+    int parsed = parse_args(argc, argv, &a);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
     /* One stream per thread; BLAS threads on per-frame GEMMs cost more than they save. */
     openblas_set_num_threads(1);
-    /* cin reports decode failures itself; libav's own lines only from --log-level warn up */
-    video_set_log_level(level);
+    /* cin reports decode failures itself; libav's own lines only from --log-level info */
+    video_set_log_level(a.level);
     cin_err err = {0};
     pipe_config *cfg;
-    if (pipe_config_load(path, &cfg, &err)) {
+    if (pipe_config_load(a.path, &cfg, &err)) {
         fprintf(stderr, "cin-run: %s\n", err.msg);
         return 1;
     }
     pipe_stats stats;
-    pipe_run_opts ro = {.log = log_stderr, .log_level = level, .stop = &stop_requested};
+    pipe_run_opts ro = {.log = log_stderr, .log_level = a.level, .stop = &stop_requested,
+                        .status = a.quiet ? NULL : status_line, .status_every = a.status_every};
     catch_stop_signals();
     int rc = pipe_run(cfg, &ro, &stats, &err);
     if (rc)
@@ -128,6 +175,7 @@ int main(int argc, char **argv)
         summary(&stats);
     if (!rc)
         note_seeded(cfg);
+    int bad_stats = a.stats_json ? write_stats(a.stats_json, &stats, rc) : 0;
     pipe_config_free(cfg);
-    return rc ? 1 : 0;
+    return rc || bad_stats ? 1 : 0;
 }

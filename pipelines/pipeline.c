@@ -60,6 +60,9 @@ typedef struct run {
     int64_t lat_cap;
     cin_logger log;
     const volatile sig_atomic_t *stop;
+    pipe_run_opts opts;
+    double *window;         /* latencies of one status interval, sorted for its percentiles */
+    int64_t window_cap;
 } run;
 
 static double now_ms(void)
@@ -382,12 +385,38 @@ static int record_latency(run *r, int64_t t, double ms)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b);
+
+/* The figures since frame `since` (at time since_ms) go to the status callback. */
+static void report_status(run *r, const pipe_stats *st, int64_t since, int64_t outputs_before,
+                          double since_ms, double now)
+{
+    int64_t n = st->frames - since;
+    if (n > r->window_cap) {
+        double *w = realloc(r->window, sizeof(double) * n);
+        if (!w)
+            return; /* a report is skipped, never the run */
+        r->window = w;
+        r->window_cap = n;
+    }
+    memcpy(r->window, r->lat + since, sizeof(double) * n);
+    qsort(r->window, (size_t)n, sizeof(double), cmp_double);
+    double secs = (now - since_ms) / 1e3;
+    pipe_status s = {.seconds = st->seconds, .fps_in = n / secs,
+                     .fps_out = (st->outputs - outputs_before) / secs,
+                     .p50_ms = n ? r->window[(n - 1) / 2] : 0.0,
+                     .p99_ms = n ? r->window[(n - 1) * 99 / 100] : 0.0, .frames = st->frames,
+                     .outputs = st->outputs};
+    r->opts.status(r->opts.status_user, &s);
+}
+
 static int frame_loop(run *r, pipe_stats *st, cin_err *err)
 {
     int64_t t = 0, index;
     double pts;
     int rc = 0;
-    double start = now_ms();
+    double start = now_ms(), last = start;
+    int64_t last_frames = 0, last_outputs = 0;
     int clip = r->cfg->model.mode == PIPE_MODE_CLIP;
     st->delay = clip ? r->st[0].info.clip_frames - 1 : r->st[0].info.delay;
     if (r->n_st > 1)
@@ -404,7 +433,14 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
             return rc;
         st->outputs += have;
         st->frames = ++t;
-        st->seconds = (now_ms() - start) / 1e3;
+        double now = now_ms();
+        st->seconds = (now - start) / 1e3;
+        if (r->opts.status && now - last >= r->opts.status_every * 1e3) {
+            report_status(r, st, last_frames, last_outputs, last, now);
+            last = now;
+            last_frames = st->frames;
+            last_outputs = st->outputs;
+        }
     }
     st->seconds = (now_ms() - start) / 1e3;
     st->stopped = r->stop && *r->stop;
@@ -449,13 +485,15 @@ static void release(run *r)
     free(r->top_idx);
     free(r->top_val);
     free(r->lat);
+    free(r->window);
 }
 
 int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, cin_err *err)
 {
     run r = {.cfg = c};
     if (o)
-        r = (run){.cfg = c, .log = {o->log, o->log_user, o->log_level}, .stop = o->stop};
+        r = (run){.cfg = c, .log = {o->log, o->log_user, o->log_level}, .stop = o->stop,
+                  .opts = *o};
     memset(stats, 0, sizeof *stats);
     int rc = load_models(&r, &r.log, err);
     int classes = rc ? 0 : out_info(&r)->out_size;

@@ -21,12 +21,25 @@ typedef struct pipe_stats {
     char layout[32];        /* weights layout found */
 } pipe_stats;
 
+/* A periodic report while the run goes on: figures since the previous report. */
+typedef struct pipe_status {
+    double seconds;             /* since the run started */
+    double fps_in, fps_out;     /* frames read and results written per second */
+    double p50_ms, p99_ms;      /* model latency per frame */
+    int64_t frames, outputs;    /* totals so far */
+} pipe_status;
+
+typedef void (*pipe_status_fn)(void *user, const pipe_status *s);
+
 typedef struct pipe_run_opts {
     cin_log_fn log;                     /* NULL: silent */
     void *log_user;
     int log_level;
     const volatile sig_atomic_t *stop;  /* when set non-zero (by a signal handler), the run
                                            ends after the frame in hand; NULL: never */
+    pipe_status_fn status;              /* called every status_every seconds; NULL: never */
+    void *status_user;
+    double status_every;
 } pipe_run_opts;
 
 /* Runs the pipeline to the end of its source or until *o->stop. Sinks are closed (and so

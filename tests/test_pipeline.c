@@ -372,6 +372,33 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
     free(rows);
 }
 
+/* --stats-json writes the summary's figures; --status 0.001 --quiet prints no status line. */
+static void test_stats_json_holds_the_summary(void)
+{
+    write_frames(tu_tmp_path("stats.npy"), 35, 64);
+    const char *yaml = write_yaml("stats.yaml",
+        "source: {path: stats.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\nsinks: [{type: npy, path: stats_out.npy}]\n");
+    const char *bin = getenv("CIN_RUN"), *json = tu_tmp_path("stats.json");
+    char cmd[1024], line[512];
+    snprintf(cmd, sizeof cmd, "%s --quiet --status 0.001 --stats-json %s %s 2>&1",
+             bin ? bin : "../build/cin-run", json, yaml);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    int status_lines = 0;
+    while (fgets(line, sizeof line, p))
+        status_lines += strstr(line, " s: ") != NULL;
+    CU_ASSERT_EQUAL(pclose(p), 0);
+    CU_ASSERT_EQUAL(status_lines, 0);
+    json_t *j = json_load_file(json, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "frames")), 35);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "outputs")), 35 - 31);
+    CU_ASSERT(json_is_true(json_object_get(j, "ok")));
+    CU_ASSERT(json_real_value(json_object_get(json_object_get(j, "latency_ms"), "p99")) > 0);
+    json_decref(j);
+}
+
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
@@ -421,6 +448,7 @@ int test_pipeline_register(void)
                          test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
+             CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;
