@@ -619,13 +619,6 @@ int cin_node_list_seq(cin_node_list *l, cin_node **out, cin_err *err)
     return rc;
 }
 
-void cin_node_list_clear(cin_node_list *l)
-{
-    free_nodes(l->items, l->n);
-    free(l->items);
-    memset(l, 0, sizeof *l);
-}
-
 size_t cin_node_param_bytes(const cin_node *n)
 {
     return n->ops->param_bytes ? n->ops->param_bytes(n) : n->param_bytes;

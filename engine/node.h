@@ -100,6 +100,5 @@ typedef struct cin_node_list {
 void cin_node_list_push(cin_node_list *l, cin_node *node);
 /* Builds a sequence from the list and empties it. */
 int cin_node_list_seq(cin_node_list *l, cin_node **out, cin_err *err);
-void cin_node_list_clear(cin_node_list *l);
 
 #endif
