@@ -190,7 +190,7 @@ static int feat_check_opts(const feat_opts *o, cin_err *err)
 {
     if (!o || !o->uri || !o->uri[0])
         return cin_err_set(err, CIN_E_INVAL, "features: no uri given");
-    /* The shortest record, "0,0,...", has two bytes a number. */
+    /* The shortest row, "0,0,...", takes two bytes a number: more cannot fit in a line. */
     if (o->dim < 1 || o->dim > FEAT_MAX_LINE / 2)
         return cin_err_set(err, CIN_E_INVAL, "%s: dim %d is not in 1..%d", o->uri, o->dim,
                            FEAT_MAX_LINE / 2);
