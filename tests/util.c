@@ -66,6 +66,8 @@ unsigned char *tu_read_file(const char *path, size_t *len)
         buf = NULL;
     }
     fclose(f);
+    if (buf)
+        buf[size] = '\0'; /* so text files can be read as strings */
     *len = buf ? (size_t)size : 0;
     return buf;
 }

@@ -10,8 +10,8 @@ double tu_rel_err(const float *a, const float *b, size_t n);
 /* A fresh path under a per-run temporary directory; the returned string lives until exit. */
 const char *tu_tmp_path(const char *name);
 
-/* The whole file at path (malloc'd, one spare byte after the end), its size in *len; NULL if
- * it cannot be read. */
+/* The whole file at path (malloc'd, NUL-terminated one byte past the end), its size in *len;
+ * NULL if it cannot be read. */
 unsigned char *tu_read_file(const char *path, size_t *len);
 
 /* Writes len bytes to path; returns 0 on success. */
