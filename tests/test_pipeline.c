@@ -348,7 +348,12 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
         execl(bin ? bin : "../build/cin-run", "cin-run", yaml, (char *)NULL);
         _exit(127);
     }
-    usleep(1500 * 1000); /* the clip takes seconds: stop it part way */
+    /* stop it once it has written a result (the clip takes seconds more to finish) */
+    char part[600];
+    snprintf(part, sizeof part, "%s.part-%ld", tu_tmp_path("sig.jsonl"), (long)pid);
+    struct stat ps;
+    for (int i = 0; i < 1200 && !(stat(part, &ps) == 0 && ps.st_size > 0); i++)
+        usleep(50 * 1000);
     kill(pid, SIGINT);
     int status;
     CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
