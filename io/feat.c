@@ -46,6 +46,8 @@ struct feat_src {
     int64_t line_no;            /* of the line last taken from buf, from 1 */
     int64_t next_frame;         /* given to a record without a frame index */
     int64_t skipped, masked;
+    char *fixed;                /* a JSON line with NaN/Infinity rewritten as null */
+    size_t fixed_cap;
     char msg[768];              /* the warning being reported */
 };
 
@@ -238,6 +240,7 @@ void feat_close(feat_src *s)
     if (s->numeric)
         freelocale(s->numeric);
     free(s->buf);
+    free(s->fixed);
     free(s->name);
     free(s);
 }
@@ -424,11 +427,47 @@ static int feat_json_values(feat_src *s, const json_t *arr, float *vec, int64_t 
     return 1;
 }
 
+/* Python's json.dumps writes NaN, Infinity and -Infinity, which are not JSON: outside
+ * strings they become null (a value masked to 0 and counted). 0: nothing to rewrite. */
+static size_t feat_rewrite_nonfinite(feat_src *s, const char *line, size_t len)
+{
+    static const char *const tokens[] = {"-Infinity", "Infinity", "NaN"};
+    size_t need = len + len / 3 + 2, n = 0, changed = 0;
+    if (need > s->fixed_cap) {
+        char *grown = realloc(s->fixed, need);
+        if (!grown)
+            return 0;
+        s->fixed = grown;
+        s->fixed_cap = need;
+    }
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        size_t t = 0, tl = 0;
+        while (!in_string && t < 3 && !(tl = strlen(tokens[t]), len - i >= tl &&
+                                          memcmp(line + i, tokens[t], tl) == 0))
+            t++;
+        if (!in_string && t < 3) {
+            memcpy(s->fixed + n, "null", 4);
+            n += 4;
+            i += tl - 1;
+            changed++;
+            continue;
+        }
+        if (line[i] == '"' && (i == 0 || line[i - 1] != '\\'))
+            in_string = !in_string;
+        s->fixed[n++] = line[i];
+    }
+    return changed ? n : 0;
+}
+
 static int feat_parse_json(feat_src *s, const char *line, size_t len, float *vec,
                            int64_t *frame, int64_t *masked)
 {
     json_error_t jerr;
     json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    size_t fixed = root ? 0 : feat_rewrite_nonfinite(s, line, len);
+    if (fixed)
+        root = json_loadb(s->fixed, fixed, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return feat_skip(s, "invalid JSON at column %d: %s", jerr.column, jerr.text);
     int ok = 1;

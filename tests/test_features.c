@@ -341,6 +341,27 @@ static void test_nan_inf_null_are_masked_and_counted(void)
     check_all_finite(v, 9);
 }
 
+/* Python's json.dumps writes NaN and Infinity: they are masked like null; inside a string they
+ * are text. */
+static void test_python_nan_and_infinity_tokens_are_masked(void)
+{
+    static const char jsonl[] = "[NaN, Infinity, -Infinity]\n"
+                                "{\"tag\": \"NaN\", \"features\": [1, NaN, 3]}\n"
+                                "[NaNa, 1, 2]\n";
+    float v[2 * 3];
+    int64_t frames[2], skipped, masked;
+    warnings w = {0};
+    int n = read_text("py.jsonl", jsonl, strlen(jsonl), 3, FEAT_JSONL, v, frames, 2, &w,
+                      &skipped, &masked);
+    CU_ASSERT_EQUAL_FATAL(n, 2);
+    CU_ASSERT_EQUAL(masked, 4);
+    CU_ASSERT_EQUAL(skipped, 1); /* NaNa is not a token */
+    CU_ASSERT_EQUAL(v[3], 1.0f);
+    CU_ASSERT_EQUAL(v[4], 0.0f);
+    CU_ASSERT_EQUAL(v[5], 3.0f);
+    check_all_finite(v, 6);
+}
+
 static void test_last_line_without_newline_is_read(void)
 {
     static const char csv[] = "1,2\r\n3,4";
@@ -745,6 +766,8 @@ int test_features_register(void)
         {"malformed_csv_lines_are_skipped_with_line_numbers",
          test_malformed_csv_lines_are_skipped_with_line_numbers},
         {"nan_inf_null_are_masked_and_counted", test_nan_inf_null_are_masked_and_counted},
+        {"python_nan_and_infinity_tokens_are_masked",
+         test_python_nan_and_infinity_tokens_are_masked},
         {"last_line_without_newline_is_read", test_last_line_without_newline_is_read},
         {"huge_lines_are_skipped", test_huge_lines_are_skipped},
         {"line_of_exactly_the_limit_is_kept", test_line_of_exactly_the_limit_is_kept},
