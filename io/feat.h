@@ -20,8 +20,8 @@
  * A malformed line (wrong count, a field that is not a number, invalid JSON, an empty line, a
  * line over FEAT_MAX_LINE bytes) is skipped, counted and reported through opts.warn. A value
  * that is NaN or infinite (JSON null, CSV nan/inf, or too large for a float) is set to 0 and
- * counted, so no NaN reaches a model. The NaN and Infinity that Python's json.dumps writes are
- * not JSON: such a line is skipped as invalid.
+ * counted, so no NaN reaches a model. Python's json.dumps writes NaN, Infinity and -Infinity,
+ * which are not JSON; they are read as null.
  *
  * A source is not thread-safe: one thread reads from it at a time. Different sources are
  * independent.
