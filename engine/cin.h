@@ -116,9 +116,27 @@ typedef struct cin_transformer_opts {
     const char *first_layer;   /* two layers: "retroactive" (default) or "regular" */
 } cin_transformer_opts;
 
+/* The shape of a skeleton model (arch "stgcn"): ST-GCN over the joints of a few persons. Its
+ * input frame is [channels][1][persons * joints], joint v of person m at column
+ * m * joints + v, absent persons all zero (docs/models.md). */
+typedef struct cin_skeleton_opts {
+    const char *variant;    /* "st-gcn" (default): temporal padding 4 and strides 2 in blocks 5
+                               and 8, an output every 4 frames; "st-gcn*" (CoST-GCN*): no
+                               padding, stride 1, an output every frame */
+    const char *graph;      /* joints: "ntu-rgb+d" (default, 25), "openpose" (18), "coco" (17),
+                               "cmu31" (31, CMU BVH order) */
+    const char *strategy;   /* adjacency partitions: "spatial" (default), "distance", "uniform" */
+    const char *layout;     /* seeded weights only: "st-gcn" (default) or
+                               "continual-skeletons"; a checkpoint's names decide otherwise */
+    int channels;           /* values per joint; default 3 */
+    int persons;            /* default 2 */
+    int clip_frames;        /* the regular model's clip; sets the continual pooling window;
+                               default 300 */
+} cin_skeleton_opts;
+
 /* What to load. Zero means "the default" for every numeric field. */
 typedef struct cin_model_opts {
-    const char *arch;      /* model family: "x3d" or "transformer" */
+    const char *arch;      /* model family: "x3d", "transformer" or "stgcn" */
     const char *size;      /* x3d: "xs", "s", "m" or "l" */
     const char *weights;   /* safetensors checkpoint; NULL draws weights from `seed` */
     uint64_t seed;         /* used only when weights is NULL */
@@ -127,6 +145,7 @@ typedef struct cin_model_opts {
     int se_window;         /* continual squeeze-excitation window, frames; default 1 (a frame) */
     int num_classes;       /* default: taken from the weights, or 400 */
     const cin_transformer_opts *transformer;  /* arch "transformer" only */
+    const cin_skeleton_opts *skeleton;        /* arch "stgcn" only; NULL: all defaults */
     int features;          /* x3d: 1 outputs the 2048 features before the classifier */
     cin_log_fn log;        /* optional; called during load and by streams of this model */
     void *log_user;

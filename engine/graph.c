@@ -23,9 +23,11 @@ typedef struct parallel {
     size_t *state_off;
 } parallel;
 
+/* A delay line of d frames; a centre crop is one with d more steps of warm-up. */
 typedef struct delay_line {
     cin_node base;
     int d;
+    int warm;       /* steps without output: d, or 2 d for a crop */
 } delay_line;
 
 typedef struct delay_state {
@@ -282,7 +284,7 @@ static int delay_step(const cin_node *n, void *state, const float *in, float *ou
     }
     delay_state *s = state;
     float *slot = delay_ring(state) + (size_t)(s->t % dl->d) * sz;
-    int ready = s->t >= dl->d;
+    int ready = s->t >= dl->warm;
     if (ready)
         memcpy(out, slot, sz * sizeof(float));
     memcpy(slot, in, sz * sizeof(float));
@@ -290,17 +292,22 @@ static int delay_step(const cin_node *n, void *state, const float *in, float *ou
     return ready;
 }
 
+/* Clips: the identity for a delay; a crop drops d frames at each end. */
 static void delay_forward(const cin_node *n, const float *in, int t_in, float *out,
                           float *scratch)
 {
     (void)scratch;
-    memcpy(out, in, (size_t)t_in * cin_dims_size(n->in) * sizeof(float));
+    const delay_line *dl = (const delay_line *)n;
+    int skip = dl->warm - dl->d, t_out = cin_node_clip_frames(n, t_in);
+    size_t sz = cin_dims_size(n->in);
+    memcpy(out, in + (size_t)skip * sz, (size_t)t_out * sz * sizeof(float));
 }
 
-static int identity_frames(const cin_node *n, int t_in)
+static int delay_frames(const cin_node *n, int t_in)
 {
-    (void)n;
-    return t_in;
+    const delay_line *dl = (const delay_line *)n;
+    int t_out = t_in - 2 * (dl->warm - dl->d);
+    return t_out > 0 ? t_out : 0;
 }
 
 static void delay_destroy(cin_node *n)
@@ -312,11 +319,11 @@ static const cin_node_ops delay_ops = {
     .kind = "delay",
     .step = delay_step,
     .forward = delay_forward,
-    .clip_frames = identity_frames,
+    .clip_frames = delay_frames,
     .destroy = delay_destroy,
 };
 
-int cin_delay_create(cin_dims dims, int d, cin_node **out, cin_err *err)
+static int delay_new(cin_dims dims, int d, int warm, cin_node **out, cin_err *err)
 {
     *out = NULL;
     if (d < 0)
@@ -325,9 +332,10 @@ int cin_delay_create(cin_dims dims, int d, cin_node **out, cin_err *err)
     if (!dl)
         return cin_err_set(err, CIN_E_NOMEM, "delay: out of memory");
     dl->d = d;
+    dl->warm = warm;
     dl->base.ops = &delay_ops;
     dl->base.in = dl->base.out = dims;
-    dl->base.rf = d + 1;
+    dl->base.rf = warm + 1;
     dl->base.pad = 0;
     dl->base.stride = 1;
     if (d > 0)
@@ -335,6 +343,16 @@ int cin_delay_create(cin_dims dims, int d, cin_node **out, cin_err *err)
                                cin_align((size_t)d * cin_dims_size(dims) * sizeof(float));
     *out = &dl->base;
     return 0;
+}
+
+int cin_delay_create(cin_dims dims, int d, cin_node **out, cin_err *err)
+{
+    return delay_new(dims, d, d, out, err);
+}
+
+int cin_crop_create(cin_dims dims, int s, cin_node **out, cin_err *err)
+{
+    return delay_new(dims, s, 2 * s, out, err);
 }
 
 /* ---- parallel branches ---- */

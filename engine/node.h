@@ -90,6 +90,12 @@ int cin_parallel_create(cin_node **branches, int n, cin_reduce reduce, cin_node 
 /* A delay line of d frames: output at step t is the input of step t - d; identity in clips. */
 int cin_delay_create(cin_dims dims, int d, cin_node **out, cin_err *err);
 
+/* A centre crop of s frames: a clip loses s frames at each end; stepping, the output at step t
+ * is the input of step t - s, from step 2 s on (receptive field 2 s + 1, no padding). It aligns
+ * a shortcut with a branch that shrinks the clip by s at each end (an unpadded temporal
+ * convolution of kernel 2 s + 1), as continual-skeletons' residual_shrink does. */
+int cin_crop_create(cin_dims dims, int s, cin_node **out, cin_err *err);
+
 /* A builder helper: appends to a growing list of children, freeing them all on failure. */
 typedef struct cin_node_list {
     cin_node **items;

@@ -40,7 +40,8 @@ static int ends_with(const char *s, const char *suffix)
 
 int cin_seeded_range(const char *name, int ndim, const int64_t *shape, double *lo, double *hi)
 {
-    if (ends_with(name, "running_var") || (ends_with(name, "weight") && ndim == 1)) {
+    if (strstr(name, "edge_importance.") || ends_with(name, "graph_attn") ||
+        ends_with(name, "running_var") || (ends_with(name, "weight") && ndim == 1)) {
         *lo = 0.5;
         *hi = 1.5;
         return 0;

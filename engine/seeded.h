@@ -20,7 +20,8 @@ void cin_seeded_fill(float *dst, size_t n, uint64_t seed, const char *name, doub
 /* The range a checkpoint tensor is drawn from, by its name and shape:
  *   weight with ndim >= 2: +-sqrt(3 / fan_in), fan_in = prod(shape[1:]) (unit variance gain:
  *     deep models stay well conditioned in float32, so goldens can hold to 1e-4)
- *   weight with ndim == 1 (a norm's scale), running_var: [0.5, 1.5]
+ *   weight with ndim == 1 (a norm's scale), running_var, edge_importance.N, *graph_attn (ST-GCN's
+ *     learned edge masks): [0.5, 1.5]
  *   bias, running_mean: [-0.2, 0.2]
  *   *_token, *_embedding (class tokens, learned positions): [-0.5, 0.5]
  * Returns 0, or -1 for a name it has no rule for. */

@@ -55,7 +55,7 @@ static int pool_step(const cin_node *n, void *state, const float *in, float *out
     pool_state *s = state;
     float *ring = (float *)((char *)state + cin_align(sizeof *s));
     memcpy(ring + (size_t)(s->t % p->window) * sz, in, sz * sizeof(float));
-    if (++s->t < p->window)
+    if (++s->t < p->window - n->pad)
         return 0;
     frames_mean(ring, p->window, sz, out);
     return 1;
@@ -103,11 +103,13 @@ static const cin_node_ops pool_ops = {
     .destroy = pool_destroy,
 };
 
-static int pool_new(pool_kind kind, cin_dims dims, int window, cin_node **out, cin_err *err)
+static int pool_new(pool_kind kind, cin_dims dims, int window, int pad, cin_node **out,
+                    cin_err *err)
 {
     *out = NULL;
-    if (window < 1)
-        return cin_err_set(err, CIN_E_INVAL, "pool: window %d, expected >= 1", window);
+    if (window < 1 || pad < 0 || pad >= window)
+        return cin_err_set(err, CIN_E_INVAL, "pool: window %d and padding %d, expected "
+                           "window >= 1 and 0 <= padding < window", window, pad);
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return cin_err_set(err, CIN_E_NOMEM, "pool: out of memory");
@@ -116,6 +118,7 @@ static int pool_new(pool_kind kind, cin_dims dims, int window, cin_node **out, c
     p->base.ops = &pool_ops;
     p->base.in = p->base.out = dims;
     p->base.rf = window;
+    p->base.pad = pad;
     p->base.stride = 1;
     if (kind == POOL_SPATIAL)
         p->base.out = (cin_dims){dims.c, 1, 1};
@@ -128,15 +131,15 @@ static int pool_new(pool_kind kind, cin_dims dims, int window, cin_node **out, c
 
 int pool_spatial_create(cin_dims dims, cin_node **out, cin_err *err)
 {
-    return pool_new(POOL_SPATIAL, dims, 1, out, err);
+    return pool_new(POOL_SPATIAL, dims, 1, 0, out, err);
 }
 
-int pool_temporal_create(cin_dims dims, int window, cin_node **out, cin_err *err)
+int pool_temporal_create(cin_dims dims, int window, int pad, cin_node **out, cin_err *err)
 {
-    return pool_new(POOL_TEMPORAL, dims, window, out, err);
+    return pool_new(POOL_TEMPORAL, dims, window, pad, out, err);
 }
 
 int pool_clip_mean_create(cin_dims dims, cin_node **out, cin_err *err)
 {
-    return pool_new(POOL_CLIP_MEAN, dims, 1, out, err);
+    return pool_new(POOL_CLIP_MEAN, dims, 1, 0, out, err);
 }
