@@ -4,6 +4,7 @@
 
 #include "model.h"
 #include "cotransformer.h"
+#include "stgcn.h"
 #include "weights.h"
 #include "x3d.h"
 
@@ -72,6 +73,43 @@ static int load_transformer(const cin_model_opts *o, const cin_logger *log, cin_
     return rc ? rc : cin_model_wrap(root, t->window, lname, log, out, err);
 }
 
+/* A checkpoint's names decide its layout; seeded weights take the option's. */
+static int skeleton_layout(const cin_model_opts *o, const wsrc *w, stgcn_layout *out,
+                           cin_err *err)
+{
+    const char *name = o->skeleton ? o->skeleton->layout : NULL;
+    if (o->weights)
+        return stgcn_detect_layout(w, out, err);
+    *out = STGCN_ORIGINAL;
+    if (!name || strcmp(name, stgcn_layout_name(STGCN_ORIGINAL)) == 0)
+        return 0;
+    *out = STGCN_COSKEL;
+    if (strcmp(name, stgcn_layout_name(STGCN_COSKEL)) == 0)
+        return 0;
+    return cin_err_set(err, CIN_E_CONFIG, "model: skeleton layout '%s', expected st-gcn or "
+                       "continual-skeletons", name);
+}
+
+static int load_stgcn(const cin_model_opts *o, const cin_logger *log, cin_model **out,
+                      cin_err *err)
+{
+    wsrc *w;
+    int rc = open_weights(o, &w, err);
+    if (rc)
+        return rc;
+    stgcn_layout layout = STGCN_ORIGINAL;
+    cin_node *root = NULL;
+    int clip_frames = 0;
+    rc = skeleton_layout(o, w, &layout, err);
+    rc = rc ? rc : stgcn_build(o->skeleton, o->num_classes, w, layout, &root, &clip_frames,
+                               err);
+    const char *lname = o->weights ? stgcn_layout_name(layout) : "seeded";
+    if (rc == 0)
+        cin_log(log, CIN_LOG_INFO, "model", "st-gcn: %s weights from %s", lname, wsrc_name(w));
+    wsrc_close(w);
+    return rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
+}
+
 int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)
 {
     if (!out)
@@ -79,12 +117,14 @@ int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)
     *out = NULL;
     if (!opts || !opts->arch)
         return cin_err_set(err, CIN_E_CONFIG,
-                           "model: arch missing, expected one of: x3d, transformer");
+                           "model: arch missing, expected one of: x3d, transformer, stgcn");
     cin_logger log = {opts->log, opts->log_user, opts->log_level};
     if (strcmp(opts->arch, "x3d") == 0)
         return load_x3d(opts, &log, out, err);
     if (strcmp(opts->arch, "transformer") == 0)
         return load_transformer(opts, &log, out, err);
-    return cin_err_set(err, CIN_E_CONFIG, "model: arch '%s', expected one of: x3d, transformer",
-                       opts->arch);
+    if (strcmp(opts->arch, "stgcn") == 0)
+        return load_stgcn(opts, &log, out, err);
+    return cin_err_set(err, CIN_E_CONFIG, "model: arch '%s', expected one of: x3d, "
+                       "transformer, stgcn", opts->arch);
 }

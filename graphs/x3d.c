@@ -264,7 +264,7 @@ static cin_node *pool(x3d_ctx *x, int (*create)(cin_dims, cin_node **, cin_err *
 static cin_node *temporal_pool(x3d_ctx *x, int window)
 {
     cin_node *n = NULL;
-    return x->failed ? NULL : made(x, pool_temporal_create(x->dims, window, &n, x->err), &n);
+    return x->failed ? NULL : made(x, pool_temporal_create(x->dims, window, 0, &n, x->err), &n);
 }
 
 /* Head: 1x1x1 conv + BN + ReLU, average over the frame and a window of `window` frames,

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <yaml.h>
 
@@ -24,6 +25,7 @@
 #define PCFG_MAX_CROP 4096
 #define PCFG_MAX_WINDOW 1024        /* temporal windows, in frames */
 #define PCFG_MAX_CLASSES 100000
+#define PCFG_MAX_JOINTS 256
 
 typedef struct pcfg_ctx {
     const char *file;               /* the path as given, for messages */
@@ -49,19 +51,27 @@ static const struct pcfg_arch {
 } pcfg_archs[] = {
     {"x3d", pcfg_x3d_sizes},
     {"transformer", NULL},
+    {"stgcn", NULL},
 };
 #define PCFG_N_ARCHS (int)(sizeof pcfg_archs / sizeof pcfg_archs[0])
 
 static const char *const pcfg_top_keys[] = {
     "source", "preprocess", "model", "postprocess", "sinks", NULL};
 static const char *const pcfg_source_keys[] = {"type", "uri", "path", "format", NULL};
-static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std", NULL};
+static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std",
+                                            "centre_joint", "scale_bone", NULL};
 static const char *const pcfg_model_keys[] = {
     "arch", "size", "weights", "seed", "mode", "pool_window", "se_window", "num_classes",
-    "transformer", "head", NULL};
+    "transformer", "skeleton", "head", NULL};
 static const char *const pcfg_transformer_keys[] = {
     "input_dim", "d_model", "nhead", "dim_feedforward", "layers", "window", "norm_first",
     "activation", "pos", "class_token", "first_layer", NULL};
+static const char *const pcfg_skeleton_keys[] = {
+    "variant", "graph", "strategy", "layout", "channels", "persons", "clip_frames", NULL};
+static const char *const pcfg_variants[] = {"st-gcn", "st-gcn*", NULL};
+static const char *const pcfg_graphs[] = {"ntu-rgb+d", "openpose", "coco", "cmu31", NULL};
+static const char *const pcfg_strategies[] = {"spatial", "distance", "uniform", NULL};
+static const char *const pcfg_sk_layouts[] = {"st-gcn", "continual-skeletons", NULL};
 static const char *const pcfg_activations[] = {"relu", "gelu", NULL};
 static const char *const pcfg_pos_kinds[] = {"none", "learned", "sinusoidal", NULL};
 static const char *const pcfg_first_layers[] = {"retroactive", "regular", NULL};
@@ -69,8 +79,8 @@ static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
 static const char *const pcfg_sink_keys[] = {"type", "path", NULL};
 
 /* Indexed by the pipe_* enums. */
-static const char *const pcfg_source_types[] = {"video", "npy", "features", NULL};
-static const char *const pcfg_formats[] = {"jsonl", "csv", NULL};
+static const char *const pcfg_source_types[] = {"video", "npy", "features", "skeleton", NULL};
+static const char *const pcfg_formats[] = {"jsonl", "csv", "npy", "ntu", "bvh", NULL};
 static const char *const pcfg_modes[] = {"continual", "clip", NULL};
 static const char *const pcfg_sink_types[] = {"jsonl", "npy", NULL};
 
@@ -486,6 +496,43 @@ static int pcfg_get_str(const pcfg_map *m, const char *key, int is_path, char **
 
 /* ---- sections ---- */
 
+/* A skeleton file's format from its extension: .npy, .skeleton (NTU RGB+D), .bvh, .csv;
+ * anything else (stdin, a socket, .jsonl) is JSON lines. */
+static pipe_format pcfg_skeleton_format(const char *uri)
+{
+    static const struct {
+        const char *ext;
+        pipe_format f;
+    } ext[] = {{".npy", PIPE_FORMAT_NPY}, {".skeleton", PIPE_FORMAT_NTU},
+               {".bvh", PIPE_FORMAT_BVH}, {".csv", PIPE_FORMAT_CSV}};
+    size_t n = strlen(uri);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        size_t m = strlen(ext[i].ext);
+        if (n > m && strcasecmp(uri + n - m, ext[i].ext) == 0)
+            return ext[i].f;
+    }
+    return PIPE_FORMAT_JSONL;
+}
+
+/* source.format: features take jsonl or csv; skeletons any, by default from the uri. */
+static int pcfg_parse_format(const pcfg_map *m, pipe_config *c)
+{
+    yaml_node_t *v = pcfg_find(m, "format");
+    int type = c->source.type, fmt = -1;
+    if (!v) {
+        c->source.format = type == PIPE_SOURCE_SKELETON ? pcfg_skeleton_format(c->source.uri)
+                                                        : PIPE_FORMAT_JSONL;
+        return 0;
+    }
+    if (type != PIPE_SOURCE_FEATURES && type != PIPE_SOURCE_SKELETON)
+        return pcfg_fail(m->ctx, v, "source.format", "only for types features and skeleton");
+    int rc = pcfg_get_choice(m, "format", pcfg_formats, &fmt);
+    if (!rc && type == PIPE_SOURCE_FEATURES && fmt > PIPE_FORMAT_CSV)
+        rc = pcfg_expected(m->ctx, v, "source.format", "jsonl or csv (for type features)");
+    c->source.format = (pipe_format)fmt;
+    return rc;
+}
+
 static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
@@ -497,7 +544,6 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
         return rc;
 
     yaml_node_t *uri = pcfg_find(&m, "uri"), *path = pcfg_find(&m, "path");
-    yaml_node_t *format = pcfg_find(&m, "format");
     if (type < 0)
         type = (path && !uri) ? PIPE_SOURCE_NPY : PIPE_SOURCE_VIDEO;
     c->source.type = (pipe_source_type)type;
@@ -506,18 +552,40 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
                          "only for type npy (a %s source takes uri)", pcfg_source_types[type]);
     if (type == PIPE_SOURCE_NPY && uri)
         return pcfg_fail(top->ctx, uri, "source.uri",
-                         "only for types video and features (an npy source takes path)");
-    if (type != PIPE_SOURCE_FEATURES && format)
-        return pcfg_fail(top->ctx, format, "source.format", "only for type features");
-    int fmt = PIPE_FORMAT_JSONL;
-    rc = pcfg_get_choice(&m, "format", pcfg_formats, &fmt);
-    c->source.format = (pipe_format)fmt;
-
+                         "only for types video, features and skeleton (an npy source takes "
+                         "path)");
     const char *key = type == PIPE_SOURCE_NPY ? "path" : "uri";
-    rc = rc ? rc : pcfg_get_str(&m, key, 1, &c->source.uri);
+    rc = pcfg_get_str(&m, key, 1, &c->source.uri);
     if (!rc && !c->source.uri)
         rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_NPY ? "source.path" : "source.uri");
-    return rc;
+    return rc ? rc : pcfg_parse_format(&m, c);
+}
+
+/* Two distinct joint indices, as [a, b]. */
+static int pcfg_get_joint_pair(const pcfg_map *m, const char *key, int out[2])
+{
+    const char *want = "a list of 2 different joint indices";
+    char field[PCFG_FIELD_MAX], item[PCFG_FIELD_MAX + 16];
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    if (v->type != YAML_SEQUENCE_NODE ||
+        v->data.sequence.items.top - v->data.sequence.items.start != 2)
+        return pcfg_expected(m->ctx, v, field, want);
+    for (int i = 0; i < 2; i++) {
+        yaml_node_t *e = pcfg_node(m->ctx, v->data.sequence.items.start[i]);
+        const char *s;
+        long long n;
+        snprintf(item, sizeof item, "%s[%d]", field, i);
+        int rc = e ? pcfg_text(m->ctx, e, item, "a joint index", &s) : pcfg_missing(m->ctx, item);
+        if (rc)
+            return rc;
+        if (pcfg_parse_int(s, &n) || n < 0 || n >= PCFG_MAX_JOINTS)
+            return pcfg_expected(m->ctx, e, item, "a joint index in 0..255");
+        out[i] = (int)n;
+    }
+    return out[0] == out[1] ? pcfg_expected(m->ctx, v, field, want) : 0;
 }
 
 /* crop and resize may be left to the model (0): the size's crop, and crop * 8 / 7 (182 for
@@ -536,6 +604,11 @@ static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
         rc = pcfg_get_vec3(&m, "mean", 0, c->preprocess.mean);
     if (!rc)
         rc = pcfg_get_vec3(&m, "std", 1, c->preprocess.std);
+    if (!rc)
+        rc = pcfg_get_int(&m, "centre_joint", 0, PCFG_MAX_JOINTS - 1,
+                          &c->preprocess.centre_joint);
+    if (!rc)
+        rc = pcfg_get_joint_pair(&m, "scale_bone", c->preprocess.scale_bone);
     if (rc || !c->preprocess.crop || !c->preprocess.resize ||
         c->preprocess.crop <= c->preprocess.resize)
         return rc;
@@ -639,6 +712,36 @@ static int pcfg_parse_transformer(const pcfg_map *model, pipe_model *pm)
     return rc;
 }
 
+/* <model>.skeleton: the ST-GCN's shape; optional for arch stgcn, refused otherwise. */
+static int pcfg_parse_skeleton(const pcfg_map *model, pipe_model *pm)
+{
+    char name[PCFG_FIELD_MAX];
+    pcfg_field(name, model->name, "skeleton");
+    yaml_node_t *v = pcfg_find(model, "skeleton");
+    if (!v)
+        return 0;
+    if (strcmp(pm->arch, "stgcn") != 0)
+        return pcfg_fail(model->ctx, v, name, "only for arch stgcn");
+    if (v->type != YAML_MAPPING_NODE)
+        return pcfg_expected(model->ctx, v, name, "a mapping");
+    pcfg_map m = {model->ctx, v, name};
+    cin_skeleton_opts *o = &pm->skeleton;
+    int variant = 0, graph = 0, strategy = 0, layout = 0;
+    int rc = pcfg_check_keys(&m, pcfg_skeleton_keys);
+    rc = rc ? rc : pcfg_get_choice(&m, "variant", pcfg_variants, &variant);
+    rc = rc ? rc : pcfg_get_choice(&m, "graph", pcfg_graphs, &graph);
+    rc = rc ? rc : pcfg_get_choice(&m, "strategy", pcfg_strategies, &strategy);
+    rc = rc ? rc : pcfg_get_choice(&m, "layout", pcfg_sk_layouts, &layout);
+    rc = rc ? rc : pcfg_get_int(&m, "channels", 1, 16, &o->channels);
+    rc = rc ? rc : pcfg_get_int(&m, "persons", 1, 16, &o->persons);
+    rc = rc ? rc : pcfg_get_int(&m, "clip_frames", 1, 1000000, &o->clip_frames);
+    o->variant = pcfg_variants[variant];
+    o->graph = pcfg_graphs[graph];
+    o->strategy = pcfg_strategies[strategy];
+    o->layout = pcfg_sk_layouts[layout];
+    return rc;
+}
+
 static int pcfg_parse_model_map(const pcfg_map *m, pipe_model *pm);
 
 /* model.head: a second model fed the first one's features; continual only, one level. */
@@ -705,6 +808,8 @@ static int pcfg_parse_model_map(const pcfg_map *m, pipe_model *pm)
     pm->mode = (pipe_mode)mode;
     if (!rc)
         rc = pcfg_parse_transformer(m, pm);
+    if (!rc)
+        rc = pcfg_parse_skeleton(m, pm);
     if (!rc)
         rc = pcfg_parse_head(m, pm);
     return rc;
@@ -952,6 +1057,8 @@ static void pcfg_defaults(pipe_config *c)
         c->preprocess.mean[i] = 0.45f;
         c->preprocess.std[i] = 0.225f;
     }
+    c->preprocess.centre_joint = -1;
+    c->preprocess.scale_bone[0] = c->preprocess.scale_bone[1] = -1;
     c->model.mode = PIPE_MODE_CONTINUAL;
     c->model.se_window = 1;
     c->postprocess.softmax = 1;
@@ -1015,5 +1122,5 @@ void pipe_model_opts(const pipe_config *c, const pipe_model *m, int features,
                             .seed = m->seed, .crop = c->preprocess.crop,
                             .pool_window = m->pool_window, .se_window = m->se_window,
                             .num_classes = m->num_classes, .transformer = &m->transformer,
-                            .features = features};
+                            .skeleton = &m->skeleton, .features = features};
 }

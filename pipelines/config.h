@@ -21,8 +21,13 @@
 
 #define PIPE_MAX_SINKS 8
 
-typedef enum { PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY, PIPE_SOURCE_FEATURES } pipe_source_type;
-typedef enum { PIPE_FORMAT_JSONL, PIPE_FORMAT_CSV } pipe_format;
+typedef enum {
+    PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY, PIPE_SOURCE_FEATURES, PIPE_SOURCE_SKELETON
+} pipe_source_type;
+/* features: jsonl or csv; skeleton: any (default from the file's extension). */
+typedef enum {
+    PIPE_FORMAT_JSONL, PIPE_FORMAT_CSV, PIPE_FORMAT_NPY, PIPE_FORMAT_NTU, PIPE_FORMAT_BVH
+} pipe_format;
 typedef enum { PIPE_MODE_CONTINUAL, PIPE_MODE_CLIP } pipe_mode;
 typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY } pipe_sink_type;
 
@@ -45,6 +50,7 @@ typedef struct pipe_model {
     int se_window;
     int num_classes;            /* 0: the checkpoint's, else 400 */
     cin_transformer_opts transformer;   /* arch transformer: its shape (static strings) */
+    cin_skeleton_opts skeleton;         /* arch stgcn: its shape (static strings) */
     struct pipe_model *head;    /* NULL: this model's output is the result */
 } pipe_model;
 
@@ -53,7 +59,7 @@ typedef struct pipe_config {
     struct {
         pipe_source_type type;
         char *uri;              /* source.uri (video, features) or source.path (npy) */
-        pipe_format format;     /* features: one record per line as JSON or CSV */
+        pipe_format format;     /* features, skeleton: how records are written */
     } source;
     struct {
         double fps;             /* 0 = every frame */
@@ -61,6 +67,8 @@ typedef struct pipe_config {
         int crop;               /* centre crop side, pixels, <= resize */
         float mean[3];
         float std[3];
+        int centre_joint;       /* skeleton: joint whose position is subtracted; -1: none */
+        int scale_bone[2];      /* skeleton: joints whose distance scales to 1; -1: none */
     } preprocess;
     pipe_model model;
     struct {

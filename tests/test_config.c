@@ -337,7 +337,7 @@ static const struct {
     const char *field;
     const char *fragment;
 } bad_models[] = {
-    {"{arch: resnet, size: s}", "model.arch", "one of x3d, transformer, got 'resnet'"},
+    {"{arch: resnet, size: s}", "model.arch", "one of x3d, transformer, stgcn, got 'resnet'"},
     {"{arch: transformer, pool_window: 7, transformer: {input_dim: 4, d_model: 8, nhead: 2, "
      "window: 4}}", "model.pool_window", "only for arch x3d"},
     {"{arch: transformer, transformer: {input_dim: 4, d_model: 9, nhead: 2, window: 4}}",
@@ -379,9 +379,9 @@ static void test_source_keys_must_match_type(void)
     expect_error("source: {type: video, path: a.npy}\nmodel: {arch: x3d, size: s}\n",
                  CIN_E_CONFIG, "source.path", "only for type npy");
     expect_error("source: {type: npy, uri: a.avi}\nmodel: {arch: x3d, size: s}\n",
-                 CIN_E_CONFIG, "source.uri", "only for types video and features");
+                 CIN_E_CONFIG, "source.uri", "only for types video, features and skeleton");
     expect_error("source: {type: video, uri: a.avi, format: csv}\nmodel: {arch: x3d, size: s}\n",
-                 CIN_E_CONFIG, "source.format", "only for type features");
+                 CIN_E_CONFIG, "source.format", "only for types features and skeleton");
     expect_error("source: {type: features, uri: -, format: xml}\nmodel: {arch: x3d, size: s}\n",
                  CIN_E_CONFIG, "source.format", "one of jsonl, csv");
     expect_error("source: {type: npy}\nmodel: {arch: x3d, size: s}\n", CIN_E_CONFIG,

@@ -1,0 +1,24 @@
+/* ST-GCN (Yan et al., AAAI 2018) and its continual forms CoST-GCN and CoST-GCN* (Hedegaard et
+ * al., 2022), built from checkpoints under either published naming: the original code's
+ * (yysijie/st-gcn: data_bn, st_gcn_networks.N..., edge_importance.N, fcn) or
+ * continual-skeletons' (data_bn, layers.layerN..., fc). */
+#ifndef CIN_STGCN_H
+#define CIN_STGCN_H
+
+#include "model.h"
+#include "weights.h"
+
+typedef enum { STGCN_ORIGINAL, STGCN_COSKEL } stgcn_layout;
+
+/* "st-gcn" or "continual-skeletons". */
+const char *stgcn_layout_name(stgcn_layout l);
+
+/* Finds the layout from the checkpoint's names. */
+int stgcn_detect_layout(const wsrc *w, stgcn_layout *out, cin_err *err);
+
+/* Builds the graph with num_classes outputs (0: from the checkpoint, else 60). *clip_frames
+ * gets the regular model's clip length. */
+int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layout layout,
+                cin_node **root, int *clip_frames, cin_err *err);
+
+#endif
