@@ -141,6 +141,26 @@ static void test_delay_line_returns_frames_d_steps_late(void)
     cin_node_free(d);
 }
 
+/* Crop 2: a clip of 10 frames keeps frames 2..7; stepping gives frame t - 2 from step 4 on,
+ * which is when a 5-tap unpadded convolution gives the output centred on that frame. */
+static void test_centre_crop_keeps_the_middle_of_a_clip_and_steps_to_match(void)
+{
+    cin_node *c;
+    CU_ASSERT_EQUAL_FATAL(cin_crop_create((cin_dims){1, 1, 2}, 2, &c, NULL), 0);
+    CU_ASSERT_EQUAL(cin_node_delay(c), 4);
+    CU_ASSERT_EQUAL(c->rf, 5);
+    float in[2 * 10], out[2 * 10];
+    for (int i = 0; i < 20; i++)
+        in[i] = (float)i;
+    CU_ASSERT_EQUAL(cin_node_clip_frames(c, 10), 6);
+    c->ops->forward(c, in, 10, out, NULL);
+    CU_ASSERT(memcmp(out, in + 2 * 2, sizeof(float) * 12) == 0);
+    memset(out, 0, sizeof out);
+    CU_ASSERT_EQUAL(step_all(c, in, 10, out), 6);
+    CU_ASSERT(memcmp(out, in + 2 * 2, sizeof(float) * 12) == 0);
+    cin_node_free(c);
+}
+
 static cin_model *small_model(void)
 {
     cin_model *m = NULL;
@@ -285,6 +305,8 @@ int test_engine_register(void)
                     test_residual_aligns_identity_with_branch_delay) &&
         CU_add_test(s, "parallel branches reduce by sum, product and concatenation",
                     test_parallel_branches_reduce_by_sum_product_and_concatenation) &&
+        CU_add_test(s, "centre crop keeps the middle of a clip and steps to match",
+                    test_centre_crop_keeps_the_middle_of_a_clip_and_steps_to_match) &&
         CU_add_test(s, "delay line returns frames d steps late",
                     test_delay_line_returns_frames_d_steps_late) &&
         CU_add_test(s, "branches with different strides are refused",

@@ -9,6 +9,7 @@
 
 #include "activation.h"
 #include "conv3d.h"
+#include "gcn.h"
 #include "linear.h"
 #include "pool.h"
 #include "safetensors.h"
@@ -189,6 +190,32 @@ static cin_node *build_linear(const golden *g)
     return n;
 }
 
+static cin_node *build_gcn(const golden *g)
+{
+    st_info wi;
+    float *w = read_all(g->f, "weight", &wi), *bn[4];
+    static const char *bn_names[4] = {"bn.weight", "bn.bias", "bn.running_mean",
+                                      "bn.running_var"};
+    for (int i = 0; i < 4; i++)
+        bn[i] = tensor(g, bn_names[i]);
+    gcn_params p = {.cin = g->c, .cout = w ? (int)wi.shape[1] : 0, .k = meta_int(g, "k", 1),
+                    .joints = meta_int(g, "joints", 1), .persons = meta_int(g, "persons", 1),
+                    .weight = w, .adj = tensor(g, "adj"), .pre_bias = tensor(g, "pre_bias"),
+                    .post_bias = tensor(g, "post_bias"), .bn_gamma = bn[0], .bn_beta = bn[1],
+                    .bn_mean = bn[2], .bn_var = bn[3], .bn_eps = 1e-5f,
+                    .relu = meta_int(g, "relu", 0)};
+    cin_node *n = NULL;
+    if (w && p.adj)
+        gcn_create(&p, &n, NULL);
+    free(w);
+    free((float *)p.adj);
+    free((float *)p.pre_bias);
+    free((float *)p.post_bias);
+    for (int i = 0; i < 4; i++)
+        free(bn[i]);
+    return n;
+}
+
 /* Squeeze-excitation steps differ from its clip by design; they have goldens of their own. */
 static void check_se_steps(const char *name, const golden *g, const char *tensor_name,
                            int window)
@@ -228,9 +255,12 @@ static cin_node *build(const golden *g, const char *op)
         return build_se(g, 1);
     if (strcmp(op, "linear") == 0)
         return build_linear(g);
+    if (strcmp(op, "gcn") == 0)
+        return build_gcn(g);
     if (strcmp(op, "avg_pool3d") == 0) {
         cin_node *n = NULL;
-        pool_temporal_create((cin_dims){g->c, g->h, g->w}, meta_int(g, "kt", 1), &n, NULL);
+        pool_temporal_create((cin_dims){g->c, g->h, g->w}, meta_int(g, "kt", 1), 0, &n,
+                             NULL);
         return n;
     }
     if (strcmp(op, "global_spatial_avg_pool") == 0) {
@@ -309,6 +339,38 @@ static void test_pools_and_linear_match_pytorch(void)
     CU_ASSERT(run_all("linear") >= 1);
 }
 
+static void test_graph_convolution_matches_pytorch_in_both_modes(void)
+{
+    CU_ASSERT(run_all("gcn") >= 2);
+}
+
+/* Window 3, padding 1 over frames 1, 2, 3, ...: the first output comes at step 1 and counts
+ * the frame before the stream as 0; a clip gives only full windows. */
+static void test_padded_temporal_pool_emits_zero_padded_windows_early(void)
+{
+    cin_node *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(pool_temporal_create((cin_dims){1, 1, 1}, 3, 1, &n, NULL), 0);
+    CU_ASSERT_EQUAL(cin_node_delay(n), 1);
+    void *state = calloc(1, n->state_bytes);
+    float out = 0.0f, x[5] = {1, 2, 3, 4, 5}, clip[3];
+    const float want[5] = {0, 1.0f, 2.0f, 3.0f, 4.0f};   /* (0+1+2)/3, (1+2+3)/3, ... */
+    for (int t = 0; t < 5; t++) {
+        int r = n->ops->step(n, state, &x[t], &out, NULL);
+        CU_ASSERT_EQUAL(r, t >= 1);
+        if (r)
+            CU_ASSERT_DOUBLE_EQUAL(out, want[t], 1e-6);
+    }
+    CU_ASSERT_EQUAL(cin_node_clip_frames(n, 5), 3);
+    n->ops->forward(n, x, 5, clip, NULL);
+    CU_ASSERT_DOUBLE_EQUAL(clip[0], 2.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(clip[2], 4.0, 1e-6);
+    cin_node *bad = NULL;
+    CU_ASSERT_NOT_EQUAL(pool_temporal_create((cin_dims){1, 1, 1}, 3, 3, &bad, NULL), 0);
+    CU_ASSERT_PTR_NULL(bad);
+    free(state);
+    cin_node_free(n);
+}
+
 int test_ops_register(void)
 {
     CU_pSuite s = CU_add_suite("ops", NULL, NULL);
@@ -319,6 +381,10 @@ int test_ops_register(void)
              CU_add_test(s, "activations match PyTorch", test_activations_match_pytorch) &&
              CU_add_test(s, "squeeze-excitation clip and windows match",
                          test_squeeze_excitation_clip_and_windows_match) &&
-             CU_add_test(s, "pools and linear match PyTorch", test_pools_and_linear_match_pytorch);
+             CU_add_test(s, "pools and linear match PyTorch", test_pools_and_linear_match_pytorch) &&
+             CU_add_test(s, "graph convolution matches PyTorch in both modes",
+                         test_graph_convolution_matches_pytorch_in_both_modes) &&
+             CU_add_test(s, "padded temporal pool emits zero-padded windows early",
+                         test_padded_temporal_pool_emits_zero_padded_windows_early);
     return ok ? 0 : -1;
 }

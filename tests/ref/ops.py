@@ -176,6 +176,49 @@ def linear_case(outdir, seed):
                       [("input", x), ("weight", w), ("bias", b), ("clip", y)], meta)
 
 
+# name, cin, cout, partitions, joints, persons, pre_bias, post_bias, bn, relu, frames
+GCN_CASES = [
+    ("gcn_prebias_bn_relu", 4, 6, 3, 7, 2, True, False, True, True, 5),
+    ("gcn_postbias", 5, 3, 2, 6, 1, False, True, False, False, 4),
+]
+
+
+def gcn_case(outdir, seed, case):
+    """A graph convolution on frames [C, 1, M*V] (joint v of person m at column m*V + v):
+    relu(bn(sum_k (W_k x_m + b_k) A_k + c)), b_k the pre-aggregation bias (ST-GCN's conv), c
+    the post-aggregation one (continual-skeletons' summed g_conv biases)."""
+    name, cin, cout, k, nv, persons, pre, post, bn, relu, frames = case
+    x = seeded_input((frames, cin, 1, persons * nv), seed)
+    tensors = [("input", x), ("weight", seeded_tensor("weight", (k, cout, cin), seed)),
+               ("adj", seeded_tensor("adj", (k, nv, nv), seed, 0.0, 0.5))]
+    if pre:
+        tensors.append(("pre_bias", seeded_tensor("bias", (k, cout), seed)))
+    if post:
+        tensors.append(("post_bias", seeded_tensor("post.bias", (cout,), seed)))
+    if bn:
+        for leaf in ("weight", "bias", "running_mean", "running_var"):
+            tensors.append(("bn." + leaf, seeded_tensor("bn." + leaf, (cout,), seed)))
+    t = {n: v.double() for n, v in tensors}
+    xm = t["input"].reshape(frames, cin, persons, nv)
+    z = torch.einsum("koc,tcmv->tkomv", t["weight"], xm)
+    if pre:
+        z = z + t["pre_bias"][None, :, :, None, None]
+    y = torch.einsum("tkomv,kvw->tomw", z, t["adj"])
+    if post:
+        y = y + t["post_bias"][None, :, None, None]
+    if bn:
+        y = (y - t["bn.running_mean"][None, :, None, None]) / torch.sqrt(
+            t["bn.running_var"][None, :, None, None] + BN_EPS)
+        y = y * t["bn.weight"][None, :, None, None] + t["bn.bias"][None, :, None, None]
+    if relu:
+        y = torch.relu(y)
+    y = y.reshape(frames, cout, 1, persons * nv).float()
+    meta = {"op": "gcn", "seed": seed, "layout": "TCHW", "compute": "float64", "k": k,
+            "joints": nv, "persons": persons, "relu": int(relu), "delay": 0}
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors + [("clip", y)],
+                      meta)
+
+
 def make_op_goldens(outdir):
     os.makedirs(outdir, exist_ok=True)
     seed = 100
@@ -188,3 +231,5 @@ def make_op_goldens(outdir):
     se_case(outdir, 300)
     pool_cases(outdir, 400)
     linear_case(outdir, 500)
+    for i, case in enumerate(GCN_CASES):
+        gcn_case(outdir, 600 + i, case)
