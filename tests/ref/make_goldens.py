@@ -7,10 +7,17 @@
   cox3d_<size>_steps.safetensors  CoX3D stepping outputs (SE per frame, sliding head pool)
   transformer_<case>.safetensors  continual transformer encoder logits per window, see
                                 transformer.py
+  stgcn_graphs.safetensors      skeleton adjacency [K, V, V] as "<layout>/<strategy>"
+  stgcn_names_<layout>.txt      state_dict name and shape (d0xd1x..) of each ST-GCN checkpoint
+                                layout ("stgcn": yysijie, "coskel": continual-skeletons)
+  stgcn[_star]_clip_<layout>.safetensors  ST-GCN (CoST-GCN*: no padding) logits for one clip
+  cost_gcn[_star]_steps_<layout>.safetensors  continual logits over a stream, see stgcn.py
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
-[steps, input_dim] for the transformers; the input is not stored, only its sum.
+[steps, input_dim] for the transformers, [T, 3, 25, 2] (frames, xyz, NTU joints, persons) for
+ST-GCN, whose graph entries (A, gcn.A) hold the NTU spatial graph instead of seeded values; the
+input is not stored, only its sum.
 All arithmetic is float64, stored as float32, so the files do not depend on the machine.
 Run with Debian's python (torch 1.13): /usr/bin/python3 tests/ref/make_goldens.py
 """
@@ -26,6 +33,12 @@ from ops import make_op_goldens  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
                     seeded_tensor)
+from skeleton_graph import LAYOUTS as SKELETONS  # noqa: E402
+from skeleton_graph import STRATEGIES, adjacency  # noqa: E402
+from stgcn import LAYOUTS as STGCN_LAYOUTS  # noqa: E402
+from stgcn import clip_logits as stgcn_clip_logits  # noqa: E402
+from stgcn import (VARIANTS, StGcn, continual_geometry, continual_logits,  # noqa: E402
+                   name_lines, seed_weights)
 from transformer import ContinualEncoder, plain_window_logits, window_logits  # noqa: E402
 from x3d import SIZES, X3D, clip_logits, name_map_lines, stage_depths  # noqa: E402
 
@@ -62,6 +75,23 @@ TRANSFORMER_CASES = [
      False, 2048, 21, 64, 192),
     ("transformer_d512_prenorm_gelu_cls", 512, 8, 1024, 1, "gelu", True, "none", True, 432, 5,
      64, 192),
+]
+
+# ST-GCN goldens: NTU RGB+D input, 3 channels, 25 joints, 2 persons, 60 classes.
+STGCN_SHAPE = (3, 25, 2)
+STGCN_CLASSES = 60
+STGCN_GRAPH = ("ntu-rgb+d", "spatial")
+# name, layout, variant, frames
+STGCN_CLIP_CASES = [
+    ("stgcn_clip_stgcn", "stgcn", "stgcn", 64),
+    ("stgcn_clip_coskel", "coskel", "stgcn", 64),
+    ("stgcn_star_clip_coskel", "coskel", "stgcn_star", 100),
+]
+# name, layout, variant, clip frames, stream frames
+STGCN_CONTINUAL_CASES = [
+    ("cost_gcn_steps_coskel", "coskel", "stgcn", 100, 128),
+    ("cost_gcn_star_steps_coskel", "coskel", "stgcn_star", 100, 128),
+    ("cost_gcn_steps_stgcn", "stgcn", "stgcn", 100, 128),
 ]
 
 
@@ -170,6 +200,94 @@ def transformer_golden(outdir, name, d_model, nhead, ff, layers, activation, nor
                       meta)
 
 
+def stgcn_graphs(path):
+    tensors, meta = [], {"max_hop": 1, "dilation": 1, "normalize": "A @ D^-1, D column sums",
+                         "reference": "yysijie/st-gcn net/utils/graph.py"}
+    for layout, (joints, _, centre) in SKELETONS.items():
+        meta["joints." + layout] = joints
+        meta["centre." + layout] = centre
+        for strategy in STRATEGIES:
+            tensors.append(("%s/%s" % (layout, strategy), adjacency(layout, strategy)))
+    write_safetensors(path, tensors, meta)
+
+
+def stgcn_names(outdir):
+    for layout in STGCN_LAYOUTS:
+        lines = name_lines(_stgcn_model(layout, "stgcn"))
+        with open(os.path.join(outdir, "stgcn_names_%s.txt" % layout), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def _stgcn_model(layout, variant):
+    model = StGcn(layout, variant, STGCN_SHAPE[0], STGCN_CLASSES, STGCN_SHAPE[2],
+                  *STGCN_GRAPH).eval()
+    seed_weights(model, WEIGHT_SEED)
+    return model
+
+
+def _stgcn_run(name, model, fn, x):
+    """fn(model, x) in float64, and a warning when a float32 run lands far from it (the
+    deviation is printed, not stored: it depends on the machine)."""
+    with torch.no_grad():
+        ref = fn(model.double(), x.double())
+        f32 = fn(model.float(), x)
+    err = ((f32.double() - ref).abs().max() / ref.abs().max().clamp(min=1.0)).item()
+    if err >= 1e-5:
+        print("warning: %s: float32 lands %.3g from float64" % (name, err))
+    return ref
+
+
+def _stgcn_meta(layout, variant, frames, x):
+    padding, strided = VARIANTS[variant]
+    return {"model": "stgcn", "layout": layout, "variant": variant,
+            "weights": {"stgcn": "yysijie/st-gcn names",
+                        "coskel": "continual-skeletons names"}[layout],
+            "temporal_padding": padding, "strided": int(strided), "frames": frames,
+            "in_channels": STGCN_SHAPE[0], "joints": STGCN_SHAPE[1],
+            "persons": STGCN_SHAPE[2], "num_classes": STGCN_CLASSES,
+            "skeleton": STGCN_GRAPH[0], "strategy": STGCN_GRAPH[1],
+            "graph": "built from the skeleton, not seeded",
+            "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED,
+            "input_shape": "%d,%d,%d,%d" % ((frames,) + STGCN_SHAPE), "input_layout": "TCVM",
+            "input_sum": repr(x.double().sum().item()), "compute": "float64"}
+
+
+def stgcn_clip_golden(outdir, name, layout, variant, frames):
+    x = seeded_input((frames,) + STGCN_SHAPE, INPUT_SEED)
+    logits = _stgcn_run(name, _stgcn_model(layout, variant), stgcn_clip_logits, x)
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), [("logits", logits.float())],
+                      _stgcn_meta(layout, variant, frames, x))
+    return logits
+
+
+def stgcn_continual_golden(outdir, name, layout, variant, clip_frames, frames):
+    """Row i is emitted at input frame first_step + i * stride (see stgcn.continual_logits)."""
+    model = _stgcn_model(layout, variant)
+    x = seeded_input((frames,) + STGCN_SHAPE, INPUT_SEED)
+    geo = continual_geometry(model, clip_frames, frames)
+    logits = _stgcn_run(name, model, lambda m, v: continual_logits(m, v, clip_frames)[0], x)
+    meta = _stgcn_meta(layout, variant, frames, x)
+    meta.update({"mode": "continual", "clip_frames": clip_frames, "stream_frames": frames,
+                 "rf": geo["rf"], "pad": geo["pad"], "stride": geo["stride"],
+                 "w": geo["w"], "p": geo["p"], "computable_positions": geo["computable"],
+                 "positions": logits.shape[0], "first_step": geo["first_step"],
+                 "temporal_fill": "zeros", "pool_count_include_pad": 1})
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), [("logits", logits.float())],
+                      meta)
+    return logits
+
+
+def stgcn_goldens(outdir):
+    stgcn_graphs(os.path.join(outdir, "stgcn_graphs.safetensors"))
+    stgcn_names(outdir)
+    clips = {case[0]: stgcn_clip_golden(outdir, *case) for case in STGCN_CLIP_CASES}
+    steps = {case[0]: stgcn_continual_golden(outdir, *case) for case in STGCN_CONTINUAL_CASES}
+    # Without padding, w = 20 positions and p = 0: the first output is the clip over frames
+    # 0..99, and the 100-frame input is the stream's first 100 frames.
+    dev = (steps["cost_gcn_star_steps_coskel"][0] - clips["stgcn_star_clip_coskel"]).abs().max()
+    assert dev < 1e-10, "CoST-GCN* first step and ST-GCN* clip differ by %g" % dev
+
+
 def main():
     t0 = time.time()
     os.makedirs(GOLDEN, exist_ok=True)
@@ -182,6 +300,7 @@ def main():
         continual_golden(GOLDEN, *case)
     for case in TRANSFORMER_CASES:
         transformer_golden(GOLDEN, *case)
+    stgcn_goldens(GOLDEN)
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 

@@ -43,6 +43,8 @@ def seeded_values(n, seed, name, lo, hi):
 def seeded_range(name, shape):
     """(lo, hi) as cin_seeded_range gives it, or None for a name it has no rule for."""
     ndim = len(shape)
+    if "edge_importance." in name or name.endswith("graph_attn"):
+        return 0.5, 1.5
     if name.endswith("running_var") or (name.endswith("weight") and ndim == 1):
         return 0.5, 1.5
     if name.endswith("_token") or name.endswith("_embedding"):
