@@ -160,6 +160,27 @@ static cin_node *graph_conv(sk_ctx *x, gcn_params *p, float **owned, int n_owned
     return n;
 }
 
+/* The checkpoint's own adjacency `name` when it has one (st-gcn's buffer A, continual-skeletons'
+ * gcn.A, which is 2s-AGCN's graph rather than ST-GCN's), else the one built from the
+ * settings. Owned by the caller. */
+static float *adjacency(sk_ctx *x, const char *name)
+{
+    int k = x->k, nv = x->joints, ndim;
+    int64_t shape[3] = {k, nv, nv}, found[8];
+    float *a = NULL;
+    if (wsrc_shape(x->w, name, &ndim, found, NULL) == 0) {
+        a = get_named(x, name, 3, shape);
+    } else if (!x->failed) {
+        a = malloc(sizeof(float) * k * nv * nv);
+        x->failed = !a;
+        if (a)
+            memcpy(a, x->graph, sizeof(float) * k * nv * nv);
+        else
+            cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory");
+    }
+    return a;
+}
+
 /* st-gcn: a 1x1 conv to k * cout channels, aggregated over A_k * edge_importance.N, then the
  * temporal block's leading batch norm and ReLU. */
 static cin_node *gcn_original(sk_ctx *x, int cout)
@@ -174,33 +195,24 @@ static cin_node *gcn_original(sk_ctx *x, int cout)
     v[1] = get(x, "gcn.conv.bias", 1, bshape);
     v[2] = get_named(x, name, 3, ashape);
     get_bn(x, "tcn.0", cout, v + 3);
+    float *a = adjacency(x, "A");
     if (!x->failed)
-        mask_graph(v[2], x->graph, (size_t)k * nv * nv);
+        mask_graph(v[2], a, (size_t)k * nv * nv);
+    free(a);
     gcn_params p = {.cout = cout, .weight = v[0], .pre_bias = v[1], .adj = v[2],
                     .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6],
                     .relu = 1};
     return graph_conv(x, &p, v, 7);
 }
 
-/* The checkpoint's own adjacency (gcn.A) when it has one, else the one built from the
- * settings; times the learned gcn.graph_attn. */
+/* continual-skeletons' graph: gcn.A times the learned gcn.graph_attn. */
 static float *coskel_graph(sk_ctx *x)
 {
-    int k = x->k, nv = x->joints, ndim;
-    int64_t shape[3] = {k, nv, nv}, found[8];
+    int k = x->k, nv = x->joints;
+    int64_t shape[3] = {k, nv, nv};
     char name[64];
     snprintf(name, sizeof name, "%sgcn.A", x->prefix);
-    float *a = NULL;
-    if (wsrc_shape(x->w, name, &ndim, found, NULL) == 0) {
-        a = get_named(x, name, 3, shape);
-    } else if (!x->failed) {
-        a = malloc(sizeof(float) * k * nv * nv);
-        x->failed = !a;
-        if (a)
-            memcpy(a, x->graph, sizeof(float) * k * nv * nv);
-        else
-            cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory");
-    }
+    float *a = adjacency(x, name);
     float *mask = get(x, "gcn.graph_attn", 3, shape);
     if (!x->failed)
         mask_graph(a, mask, (size_t)k * nv * nv);
@@ -325,21 +337,23 @@ static cin_node *block(sk_ctx *x, int i)
     return sum_relu(x, main, sc);
 }
 
-/* data_bn normalises channel m * V * C + v * C + c: value c of joint v of person m, which
- * sits at [c][m * V + v] in a frame. */
+/* data_bn normalises value c of joint v of person m, at [c][m * V + v] in a frame, as its
+ * channel v * C + c (st-gcn: persons share it) or m * V * C + v * C + c (continual-skeletons:
+ * each person has its own). */
 static cin_node *data_bn(sk_ctx *x)
 {
-    int nc = x->dims.c, nv = x->joints, np = x->persons;
+    int nc = x->dims.c, nv = x->joints, np = x->persons, shared = x->layout == STGCN_ORIGINAL;
     size_t n = (size_t)nc * nv * np;
     float *bn[4], *scale = malloc(sizeof(float) * n), *shift = malloc(sizeof(float) * n);
-    get_bn(x, "data_bn", (int)n, bn);
+    get_bn(x, "data_bn", (int)(shared ? n / np : n), bn);
     cin_node *node = NULL;
     if (!x->failed && (!scale || !shift))
         x->failed = cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory") != 0;
     for (int m = 0; !x->failed && m < np; m++)
         for (int v = 0; v < nv; v++)
             for (int c = 0; c < nc; c++) {
-                size_t ch = ((size_t)m * nv + v) * nc + c, at = (size_t)c * nv * np + m * nv + v;
+                size_t ch = ((size_t)(shared ? 0 : m) * nv + v) * nc + c;
+                size_t at = (size_t)c * nv * np + m * nv + v;
                 scale[at] = bn[0][ch] / sqrtf(bn[3][ch] + bn_eps);
                 shift[at] = bn[1][ch] - bn[2][ch] * scale[at];
             }
@@ -381,17 +395,19 @@ static cin_node *backbone(sk_ctx *x)
 
 /* continual-skeletons' head pooling: a window of all the backbone's output positions over a
  * clip, padded by those that the clip's last frame cannot complete, so that a prediction
- * comes when a clip's worth of frames has been seen (CoModelBase.pool_size, pool_padding). */
+ * comes when a clip's worth of frames has been seen (CoModelBase.pool_size, pool_padding).
+ * A clip shorter than the backbone's delay completes none; the first step output then comes
+ * with the first position, as if one were complete. */
 static int head_window(const cin_node *bb, int clip_frames, int *window, int *pad,
                        cin_err *err)
 {
     int positions = cin_node_clip_frames(bb, clip_frames);
     int reach = clip_frames - bb->rf + bb->pad;
-    if (positions < 1 || reach < 0)
+    if (positions < 1)
         return cin_err_set(err, CIN_E_CONFIG, "st-gcn: clip_frames %d is shorter than the "
                            "network's receptive field of %d frames (%d padded)", clip_frames,
                            bb->rf, bb->pad);
-    int complete = reach / bb->stride + 1;
+    int complete = reach < 0 ? 1 : reach / bb->stride + 1;
     *window = positions;
     *pad = positions > complete ? positions - complete : 0;
     return 0;
@@ -439,7 +455,7 @@ static int stgcn_tensor(const char *name)
     for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++)
         if (strncmp(name, prefix[i], strlen(prefix[i])) == 0)
             return 1;
-    return 0;
+    return strcmp(name, "A") == 0;
 }
 
 /* Classes: the option, else the checkpoint's classifier rows, else NTU RGB+D 60's. */
