@@ -219,6 +219,160 @@ static void test_continual_mode_equals_cost_gcn_step_by_step(void)
     check_steps("golden/cost_gcn_steps_stgcn.safetensors");
 }
 
+/* ---- checkpoints on disk ---- */
+
+/* How to spoil a checkpoint: skip one tensor, give one a wrong shape, put a NaN in one, add a
+ * tensor of another model. */
+typedef struct damage {
+    const char *drop, *reshape, *nan;
+    int foreign;
+} damage;
+
+/* Parses "3x25x25" into o->shape; returns the element count. */
+static size_t parse_shape(const char *text, st_out *o)
+{
+    size_t numel = 1;
+    for (const char *c = text; *c; c = *c ? c + 1 : c) {
+        char *end;
+        o->shape[o->ndim] = strtoll(c, &end, 10);
+        numel *= (size_t)o->shape[o->ndim++];
+        c = end;
+    }
+    return numel;
+}
+
+/* The values the reference gives a tensor: seeded by name, the built graph for A and gcn.A. */
+static float *tensor_values(const st_out *o, size_t numel, const float *graph, uint64_t seed)
+{
+    float *v = malloc(sizeof(float) * numel);
+    size_t len = strlen(o->name);
+    if (strcmp(o->name, "A") == 0 || (len > 5 && strcmp(o->name + len - 5, "gcn.A") == 0)) {
+        memcpy(v, graph, sizeof(float) * numel);
+        return v;
+    }
+    double lo, hi;
+    cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
+    cin_seeded_fill(v, numel, seed, o->name, lo, hi);
+    return v;
+}
+
+/* Writes the reference's tensors of one layout (golden/stgcn_names_<layout>.txt) to path. */
+static int write_checkpoint(const char *path, const char *layout, uint64_t seed, damage d)
+{
+    char list[64], name[256][128], shape[256][32];
+    snprintf(list, sizeof list, "golden/stgcn_names_%s.txt", layout);
+    FILE *f = fopen(list, "r");
+    int n = 0;
+    while (f && n < 256 && fscanf(f, "%127s %31s", name[n], shape[n]) == 2)
+        n++;
+    if (f)
+        fclose(f);
+    float graph[3 * 25 * 25];
+    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
+    st_out t[257];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (d.drop && strcmp(name[i], d.drop) == 0)
+            continue;
+        st_out *o = &t[k++];
+        memset(o, 0, sizeof *o);
+        o->name = name[i];
+        size_t numel = parse_shape(shape[i], o);
+        float *v = tensor_values(o, numel, graph, seed);
+        o->data = v;
+        if (d.reshape && strcmp(name[i], d.reshape) == 0)
+            o->shape[0] = 1, o->ndim = 1;
+        if (d.nan && strcmp(name[i], d.nan) == 0)
+            v[numel / 2] = NAN;
+    }
+    static const float extra[4] = {0};
+    if (d.foreign)
+        t[k++] = (st_out){.name = "layers.layer11.tcn.bn.bias", .ndim = 1, .shape = {4},
+                          .data = extra};
+    int rc = n > 100 ? st_write(path, t, k, NULL, NULL) : -1;
+    for (int i = 0; i < k - d.foreign; i++)
+        free((float *)t[i].data);
+    return rc;
+}
+
+static void test_checkpoints_in_both_layouts_load_and_match(void)
+{
+    const char *coskel = tu_tmp_path("coskel.safetensors");
+    const char *orig = tu_tmp_path("stgcn.safetensors");
+    CU_ASSERT_EQUAL_FATAL(write_checkpoint(coskel, "coskel", 1, (damage){0}), 0);
+    CU_ASSERT_EQUAL_FATAL(write_checkpoint(orig, "stgcn", 1, (damage){0}), 0);
+    check_clip("golden/stgcn_clip_coskel.safetensors", coskel);
+    check_clip("golden/stgcn_star_clip_coskel.safetensors", coskel);
+    check_clip("golden/stgcn_clip_stgcn.safetensors", orig);
+    cin_model_opts o = {.arch = "stgcn", .weights = orig};
+    cin_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(cin_model_load(&o, &m, NULL), 0);
+    cin_model_info i;
+    cin_model_get_info(m, &i);
+    CU_ASSERT_STRING_EQUAL(i.layout, "st-gcn");
+    CU_ASSERT_EQUAL(i.out_size, 60);
+    CU_ASSERT_EQUAL(i.in_width, 50);
+    cin_model_free(m);
+}
+
+/* Loading a spoiled checkpoint fails with `code` and a message holding `tensor`. */
+static void expect_refused(const char *layout, damage d, int code, const char *tensor,
+                           const char *fragment)
+{
+    const char *path = tu_tmp_path("spoiled.safetensors");
+    CU_ASSERT_EQUAL_FATAL(write_checkpoint(path, layout, 1, d), 0);
+    cin_model_opts o = {.arch = "stgcn", .weights = path};
+    cin_model *m = NULL;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL(cin_model_load(&o, &m, &err), code);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, tensor));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, fragment));
+    if (!strstr(err.msg, tensor) || !strstr(err.msg, fragment))
+        fprintf(stderr, "\n  unexpected message: %s\n", err.msg);
+    cin_model_free(m);
+}
+
+static void test_spoiled_checkpoints_are_refused_naming_the_tensor(void)
+{
+    expect_refused("stgcn", (damage){.drop = "st_gcn_networks.4.residual.1.running_var"},
+                   CIN_E_NOTFOUND, "st_gcn_networks.4.residual.1.running_var", "safetensors");
+    expect_refused("coskel", (damage){.reshape = "layers.layer8.tcn.t_conv.weight"},
+                   CIN_E_SHAPE, "layers.layer8.tcn.t_conv.weight", "256");
+    expect_refused("coskel", (damage){.nan = "layers.layer3.gcn.graph_attn"}, CIN_E_FORMAT,
+                   "layers.layer3.gcn.graph_attn", "is nan");
+    expect_refused("coskel", (damage){.foreign = 1}, CIN_E_SHAPE,
+                   "layers.layer11.tcn.bn.bias", "not part of st-gcn");
+    expect_refused("stgcn", (damage){.drop = "st_gcn_networks.0.gcn.conv.weight"},
+                   CIN_E_NOTFOUND, "st_gcn_networks.0.gcn.conv.weight", "continual-skeletons");
+}
+
+static void test_bad_skeleton_settings_name_the_setting(void)
+{
+    static const struct {
+        cin_skeleton_opts so;
+        const char *fragment;
+    } bad[] = {
+        {{.variant = "st-gcn++"}, "variant 'st-gcn++', expected st-gcn or st-gcn*"},
+        {{.graph = "kinect"}, "graph layout 'kinect'"},
+        {{.strategy = "hops"}, "strategy 'hops'"},
+        {{.persons = 40}, "40 persons"},
+        {{.variant = "st-gcn*", .clip_frames = 80}, "clip_frames 80 is shorter"},
+        {{.layout = "continual-skeletons", .strategy = "uniform"}, "spatial strategy"},
+        {{.layout = "mmskeleton"}, "layout 'mmskeleton'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cin_model_opts o = {.arch = "stgcn", .skeleton = &bad[i].so};
+        cin_model *m = NULL;
+        cin_err err = {0};
+        CU_ASSERT(cin_model_load(&o, &m, &err) < 0);
+        CU_ASSERT_PTR_NULL(m);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, bad[i].fragment));
+        if (!strstr(err.msg, bad[i].fragment))
+            fprintf(stderr, "\n  unexpected message: %s\n", err.msg);
+    }
+}
+
 int test_stgcn_register(void)
 {
     CU_pSuite s = CU_add_suite("stgcn", NULL, NULL);
@@ -229,6 +383,12 @@ int test_stgcn_register(void)
              CU_add_test(s, "clip mode equals ST-GCN in both layouts and variants",
                          test_clip_mode_equals_st_gcn_in_both_layouts_and_variants) &&
              CU_add_test(s, "continual mode equals CoST-GCN step by step",
-                         test_continual_mode_equals_cost_gcn_step_by_step);
+                         test_continual_mode_equals_cost_gcn_step_by_step) &&
+             CU_add_test(s, "checkpoints in both layouts load and match",
+                         test_checkpoints_in_both_layouts_load_and_match) &&
+             CU_add_test(s, "spoiled checkpoints are refused naming the tensor",
+                         test_spoiled_checkpoints_are_refused_naming_the_tensor) &&
+             CU_add_test(s, "bad skeleton settings name the setting",
+                         test_bad_skeleton_settings_name_the_setting);
     return ok ? 0 : -1;
 }
