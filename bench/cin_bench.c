@@ -16,7 +16,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 typedef struct pct {
-    double p50, p90, p99, max;
+    double p50, p90, p99, max, mean;
 } pct;
 
 static double now_ms(void)
@@ -25,6 +25,8 @@ static double now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
+
+static double mean(const double *v, int n);
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -35,7 +37,8 @@ static int cmp_double(const void *a, const void *b)
 static pct percentiles(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return (pct){v[(n - 1) * 50 / 100], v[(n - 1) * 90 / 100], v[(n - 1) * 99 / 100], v[n - 1]};
+    return (pct){v[(n - 1) * 50 / 100], v[(n - 1) * 90 / 100], v[(n - 1) * 99 / 100], v[n - 1],
+                 mean(v, n)};
 }
 
 /* Deterministic frames in [-1, 1): the values do not matter for timing, only that they are
@@ -48,7 +51,8 @@ static void synth(float *x, size_t n, unsigned seed)
     }
 }
 
-/* Times steps once the stream is past its delay (every timed step gives an output). */
+/* Times steps once the stream is past its delay; with a temporal stride s, one step in s
+ * gives an output. */
 static int time_steps(cin_stream *s, const float *frames, size_t fsz, int nframes, int delay,
                       const bench_opts *o, float *out, double *lat)
 {
@@ -80,14 +84,41 @@ static int time_clips(cin_stream *s, const float *frames, int clip, const bench_
     return 0;
 }
 
-static void report_text(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
-                        const bench_opts *o)
+/* The time of each group of `stride` consecutive steps, what one output costs, into out;
+ * returns the number of groups (at least 1). */
+static int per_output(const double *lat, int steps, int stride, double *out)
+{
+    int n = steps / stride;
+    for (int j = 0; j < n; j++) {
+        out[j] = 0;
+        for (int k = 0; k < stride; k++)
+            out[j] += lat[j * stride + k];
+    }
+    if (n == 0)
+        out[n++] = lat[0] * stride;
+    return n;
+}
+
+static double mean(const double *v, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += v[i];
+    return n ? sum / n : 0;
+}
+
+static void report_text(const pipe_config *c, const cin_model_info *i, pct st, pct out,
+                        pct cl, const bench_opts *o)
 {
     printf("cin-bench: %s%s%s, input %dx%dx%d, weights %s\n", c->model.arch,
            c->model.size ? "-" : "", c->model.size ? c->model.size : "", i->in_channels,
            i->in_height, i->in_width, i->layout);
     printf("  continual step (ms):  p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%d steps after "
            "the delay + %d)\n", st.p50, st.p90, st.p99, st.max, o->steps, o->warmup);
+    if (i->stride > 1)
+        printf("  continual output (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (the %d steps "
+               "of one output)\n", out.p50, out.p90, out.p99, out.max, i->stride);
+    printf("  continual outputs per second: %.1f\n", out.mean > 0 ? 1e3 / out.mean : 0.0);
     printf("  clip of %d frames (ms): p50 %.1f  p90 %.1f  max %.1f  (%d clips)\n",
            i->clip_frames, cl.p50, cl.p90, cl.max, o->clips);
     printf("  multiply-adds: %.3f G per step, %.3f G per clip (%.1fx)\n", i->macs_step / 1e9,
@@ -104,20 +135,22 @@ static json_t *pct_json(pct p)
                      p.max);
 }
 
-static void report_json(const pipe_config *c, const cin_model_info *i, pct st, pct cl,
-                        const bench_opts *o)
+static void report_json(const pipe_config *c, const cin_model_info *i, pct st, pct out,
+                        pct cl, const bench_opts *o)
 {
     char name[64];
     snprintf(name, sizeof name, "%s%s%s", c->model.arch, c->model.size ? "-" : "",
              c->model.size ? c->model.size : "");
     json_t *j = json_pack(
-        "{s:s, s:[i,i,i], s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:i, s:i, s:I, s:I}",
+        "{s:s, s:[i,i,i], s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:i, s:i, s:I, s:I, "
+        "s:i, s:o, s:f}",
         "model", name, "input", i->in_channels, i->in_height, i->in_width, "weights",
         i->layout, "steps", o->steps, "warmup", o->warmup, "clips", o->clips, "clip_frames",
         i->clip_frames, "step_ms", pct_json(st), "clip_ms", pct_json(cl), "macs_step",
         (json_int_t)i->macs_step, "macs_clip", (json_int_t)i->macs_clip, "delay", i->delay,
         "receptive_field", i->receptive_field, "weight_bytes", (json_int_t)i->weight_bytes,
-        "stream_bytes", (json_int_t)i->state_bytes);
+        "stream_bytes", (json_int_t)i->state_bytes, "stride", i->stride, "output_ms",
+        pct_json(out), "outputs_per_s", out.mean > 0 ? 1e3 / out.mean : 0.0);
     char *text = j ? json_dumps(j, JSON_REAL_PRECISION(6)) : NULL;
     if (text)
         printf("%s\n", text);
@@ -144,7 +177,8 @@ static int run(const pipe_config *c, const bench_opts *o)
     float *out = malloc(sizeof(float) * i.out_size);
     double *lat_step = malloc(sizeof(double) * o->steps);
     double *lat_clip = malloc(sizeof(double) * o->clips);
-    int rc = !frames || !out || !lat_step || !lat_clip;
+    double *lat_out = malloc(sizeof(double) * o->steps);
+    int rc = !frames || !out || !lat_step || !lat_clip || !lat_out;
     if (!rc) {
         synth(frames, fsz * i.clip_frames, 1);
         rc = time_steps(s, frames, fsz, i.clip_frames, i.delay, o, out, lat_step) ||
@@ -153,13 +187,15 @@ static int run(const pipe_config *c, const bench_opts *o)
     if (rc) {
         fprintf(stderr, "cin-bench: %s\n", cin_stream_last_error(s));
     } else {
+        pct outs = percentiles(lat_out, per_output(lat_step, o->steps, i.stride, lat_out));
         pct st = percentiles(lat_step, o->steps), cl = percentiles(lat_clip, o->clips);
-        (o->json ? report_json : report_text)(c, &i, st, cl, o);
+        (o->json ? report_json : report_text)(c, &i, st, outs, cl, o);
     }
     free(frames);
     free(out);
     free(lat_step);
     free(lat_clip);
+    free(lat_out);
     cin_stream_free(s);
     cin_model_free(m);
     return rc ? 1 : 0;
