@@ -1,7 +1,7 @@
-/* Suites "skelrows" and "pyjson": the live skeleton-row source (io/skelrows.h) over files, a
- * stdin pipe and a TCP socket served by a thread of the test, with malformed, non-finite, late
- * and gapped input; and the reading of Python's NaN/Infinity tokens (io/pyjson.h) that it
- * shares with the feature source. */
+/* Suites "skelrows", "skelnorm" and "pyjson": the live skeleton-row source (io/skelrows.h) over
+ * files, a stdin pipe and a TCP socket served by a thread of the test, with malformed,
+ * non-finite, late and gapped input; the frame normalisation (io/skelnorm.h); and the reading
+ * of Python's NaN/Infinity tokens (io/pyjson.h) that it shares with the feature source. */
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
 #include <limits.h>
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "pyjson.h"
+#include "skelnorm.h"
 #include "skelrows.h"
 #include "util.h"
 
@@ -837,6 +838,129 @@ static void test_bad_options_are_invalid(void)
     skelrows_close(NULL);
 }
 
+/* ---- normalisation ---------------------------------------------------------------------- */
+
+enum { NV = 4, NM = 3 };
+
+/* Sets joint j of person p in frame [4][NV][NM] to x, y, z and score. */
+static void set_joint(float *f, int j, int p, float x, float y, float z, float score)
+{
+    const float v[4] = {x, y, z, score};
+    for (int ch = 0; ch < 4; ch++)
+        f[(ch * NV + j) * NM + p] = v[ch];
+}
+
+static float get(const float *f, int ch, int j, int p)
+{
+    return f[(ch * NV + j) * NM + p];
+}
+
+static void check_xyz(const float *f, int j, int p, float x, float y, float z)
+{
+    CU_ASSERT_DOUBLE_EQUAL(get(f, 0, j, p), x, TOL);
+    CU_ASSERT_DOUBLE_EQUAL(get(f, 1, j, p), y, TOL);
+    CU_ASSERT_DOUBLE_EQUAL(get(f, 2, j, p), z, TOL);
+}
+
+static void test_norm_centres_on_root_and_scales_by_bone(void)
+{
+    float f[4 * NV * NM] = {0};
+    set_joint(f, 0, 0, 1, 2, 3, 0.5f);          /* root */
+    set_joint(f, 1, 0, 1, 2, 5, 0.5f);          /* bone 0-1: length 2 */
+    set_joint(f, 2, 0, 3, 2, 3, 0.5f);          /* joint 3 missing */
+    set_joint(f, 1, 2, 4, 4, 4, 0.25f);         /* person 2 without its root */
+    skelnorm_opts o = {.c = 3, .with_score = 1, .v = NV, .m = NM, .root = 0, .bone_from = 0,
+                       .bone_to = 1};
+    cin_err err;
+    CU_ASSERT_EQUAL_FATAL(skelnorm_check(&o, &err), 0);
+    skelnorm_counts n = {0};
+    skelnorm_apply(&o, f, &n);
+    check_xyz(f, 0, 0, 0, 0, 0);
+    check_xyz(f, 1, 0, 0, 0, 1);
+    check_xyz(f, 2, 0, 1, 0, 0);
+    check_xyz(f, 3, 0, 0, 0, 0);                /* missing stays 0, not -root */
+    CU_ASSERT_DOUBLE_EQUAL(get(f, 3, 2, 0), 0.5, TOL);      /* score untouched */
+    for (int j = 0; j < NV; j++)
+        check_xyz(f, j, 1, 0, 0, 0);            /* absent person stays 0 */
+    check_xyz(f, 1, 2, 4, 4, 4);                /* no root: left as it was */
+    CU_ASSERT_DOUBLE_EQUAL(get(f, 3, 1, 2), 0.25, TOL);
+    CU_ASSERT_EQUAL(n.uncentred, 1);
+    CU_ASSERT_EQUAL(n.unscaled, 0);
+}
+
+static void test_norm_short_or_missing_bone_leaves_person_unscaled(void)
+{
+    float f[4 * NV * NM] = {0};
+    set_joint(f, 0, 0, 1, 1, 1, 1);
+    set_joint(f, 1, 0, 1, 1, 1 + 5e-7f, 1);     /* bone shorter than 1e-6 */
+    set_joint(f, 2, 0, 2, 1, 1, 1);
+    set_joint(f, 0, 1, 1, 1, 1, 1);             /* bone end 1 missing */
+    set_joint(f, 2, 1, 1, 3, 1, 1);
+    skelnorm_opts o = {.c = 3, .with_score = 1, .v = NV, .m = NM, .root = 0, .bone_from = 0,
+                       .bone_to = 1};
+    skelnorm_counts n = {0};
+    skelnorm_apply(&o, f, &n);
+    check_xyz(f, 2, 0, 1, 0, 0);
+    check_xyz(f, 2, 1, 0, 2, 0);
+    CU_ASSERT_EQUAL(n.unscaled, 2);
+    CU_ASSERT_EQUAL(n.uncentred, 0);
+}
+
+static void test_norm_each_step_can_be_off(void)
+{
+    float f[4 * NV * NM] = {0};
+    set_joint(f, 0, 0, 1, 2, 2, 1);
+    set_joint(f, 1, 0, 1, 2, 6, 1);
+    skelnorm_opts scale_only = {.c = 3, .with_score = 1, .v = NV, .m = NM, .root = -1,
+                                .bone_from = 1, .bone_to = 0};
+    skelnorm_counts n = {0};
+    skelnorm_apply(&scale_only, f, &n);
+    check_xyz(f, 0, 0, 0.25f, 0.5f, 0.5f);
+    check_xyz(f, 1, 0, 0.25f, 0.5f, 1.5f);
+
+    skelnorm_opts centre_only = scale_only;
+    centre_only.root = 1;
+    centre_only.bone_from = centre_only.bone_to = -1;
+    skelnorm_apply(&centre_only, f, &n);
+    check_xyz(f, 0, 0, 0, 0, -1);
+    check_xyz(f, 1, 0, 0, 0, 0);
+    CU_ASSERT_EQUAL(n.unscaled + n.uncentred, 0);
+}
+
+static void test_norm_2d_with_score_leaves_the_score(void)
+{
+    /* [3][2][1]: x, y, score of two joints of one person */
+    float f[3 * 2] = {2, 2, 3, 5, 0.9f, 0.8f};
+    skelnorm_opts o = {.c = 2, .with_score = 1, .v = 2, .m = 1, .root = 0, .bone_from = 0,
+                       .bone_to = 1};
+    skelnorm_counts n = {0};
+    skelnorm_apply(&o, f, &n);
+    const float want[6] = {0, 0, 0, 1, 0.9f, 0.8f};
+    CU_ASSERT(tu_rel_err(f, want, 6) < TOL);
+}
+
+static void test_norm_check_rejects_bad_joints(void)
+{
+    skelnorm_opts o = {.c = 3, .with_score = 0, .v = NV, .m = NM, .root = 0, .bone_from = 0,
+                       .bone_to = 1};
+    cin_err err;
+    skelnorm_opts bad = o;
+    bad.root = NV;
+    CU_ASSERT_EQUAL(skelnorm_check(&bad, &err), CIN_E_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "root is 4"));
+    bad = o;
+    bad.bone_to = 0;
+    CU_ASSERT_EQUAL(skelnorm_check(&bad, &err), CIN_E_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "bone_from 0 and bone_to 0"));
+    bad = o;
+    bad.bone_to = -1;
+    CU_ASSERT_EQUAL(skelnorm_check(&bad, &err), CIN_E_INVAL);
+    bad = o;
+    bad.c = 4;
+    CU_ASSERT_EQUAL(skelnorm_check(&bad, &err), CIN_E_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "c 4"));
+}
+
 /* ---- pyjson ----------------------------------------------------------------------------- */
 
 static void test_pyjson_tokens_outside_strings_become_null(void)
@@ -907,10 +1031,18 @@ int test_skelrows_register(void)
         TEST(tcp_socket_delivers_every_frame),
         TEST(bad_options_are_invalid),
     };
+    static const named_test norm[] = {
+        TEST(norm_centres_on_root_and_scales_by_bone),
+        TEST(norm_short_or_missing_bone_leaves_person_unscaled),
+        TEST(norm_each_step_can_be_off),
+        TEST(norm_2d_with_score_leaves_the_score),
+        TEST(norm_check_rejects_bad_joints),
+    };
     static const named_test py[] = {
         TEST(pyjson_tokens_outside_strings_become_null),
     };
-    if (add_suite("skelrows", rows, sizeof rows / sizeof rows[0]))
+    if (add_suite("skelrows", rows, sizeof rows / sizeof rows[0]) ||
+        add_suite("skelnorm", norm, sizeof norm / sizeof norm[0]))
         return -1;
     return add_suite("pyjson", py, sizeof py / sizeof py[0]);
 }
