@@ -1,0 +1,381 @@
+/* Line source (see lines.h). A read(2) loop fills one buffer that grows to the longest line
+ * seen, never past max_line; lines are cut in place. Working on a descriptor rather than a FILE
+ * makes pipes, FIFOs and sockets behave as files do, and lets a line that is too long be
+ * dropped chunk by chunk instead of being held whole. */
+#include "lines.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LINES_FIRST_CAP ((size_t)64 << 10)
+
+struct lines_src {
+    int fd;
+    int own_fd;                 /* 0 for stdin, which stays open */
+    lines_warn_fn warn;
+    void *warn_user;
+    char *name;                 /* the uri, or "stdin", for messages */
+    size_t max_line;
+    /* One line of max_line bytes, one more byte to see that a line is longer, and a spare
+     * byte for the NUL that ends a last line without newline. */
+    size_t max_cap;
+    char *buf;                  /* [start, end) read, not consumed; no newline in [start, scan) */
+    size_t cap, start, scan, end;
+    int eof;                    /* read(2) returned 0 */
+    int read_errno;             /* nonzero once a read failed; lines_next fails from then on */
+    int64_t line_no;            /* of the line last taken from buf, from 1 */
+    int64_t skipped;
+    char msg[768];              /* the warning being reported */
+};
+
+/* Formats "<name>:<line>: <fmt...>" into s->msg and hands it to the warn callback. */
+static void lines_report(lines_src *s, const char *fmt, va_list ap)
+{
+    if (!s->warn)
+        return;
+    int n = snprintf(s->msg, sizeof s->msg, "%s:%lld: ", s->name, (long long)s->line_no);
+    if (n > 0 && (size_t)n < sizeof s->msg)
+        vsnprintf(s->msg + n, sizeof s->msg - (size_t)n, fmt, ap);
+    s->warn(s->warn_user, s->msg);
+}
+
+int lines_skip(lines_src *s, const char *fmt, ...)
+{
+    s->skipped++;
+    va_list ap;
+    va_start(ap, fmt);
+    lines_report(s, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+void lines_warn(lines_src *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lines_report(s, fmt, ap);
+    va_end(ap);
+}
+
+static int lines_io_error(lines_src *s, cin_err *err)
+{
+    return cin_err_set(err, CIN_E_IO, "%s: read failed: %s", s->name, strerror(s->read_errno));
+}
+
+/* ---- opening ---------------------------------------------------------------------------- */
+
+static int lines_open_file(const char *path, int *fd, cin_err *err)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(*fd, &st) == 0 && S_ISDIR(st.st_mode))
+        return cin_err_set(err, CIN_E_IO, "%s: cannot read: is a directory", path);
+    return 0;
+}
+
+/* A blocking connect interrupted by a signal goes on in the background, and calling connect
+ * again would fail with EALREADY; so wait for it to finish and take its result. */
+static int lines_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (connect(fd, addr, len) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int n;
+    do
+        n = poll(&p, 1, -1);
+    while (n < 0 && errno == EINTR);
+    int so_error = 0;
+    socklen_t so_len = sizeof so_error;
+    if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &so_len) < 0)
+        return -1;
+    errno = so_error;
+    return so_error ? -1 : 0;
+}
+
+static int lines_dial(const char *uri, const struct sockaddr *addr, socklen_t len, int *fd,
+                      cin_err *err)
+{
+    *fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot create a socket: %s", uri,
+                           strerror(errno));
+    if (lines_connect(*fd, addr, len) == 0)
+        return 0;
+    return cin_err_set(err, CIN_E_IO, "%s: cannot connect: %s", uri, strerror(errno));
+}
+
+static int lines_open_unix(const char *uri, int *fd, cin_err *err)
+{
+    const char *path = uri + strlen("unix:");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof sa.sun_path)
+        return cin_err_set(err, CIN_E_INVAL, "%s: a socket path has 1 to %zu bytes", uri,
+                           sizeof sa.sun_path - 1);
+    memcpy(sa.sun_path, path, n + 1);
+    return lines_dial(uri, (const struct sockaddr *)&sa, sizeof sa, fd, err);
+}
+
+/* Splits "HOST:PORT" or "[HOST]:PORT" into host[cap] and *port (1..65535). */
+static int lines_split_host(const char *hostport, char *host, size_t cap, long *port)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (!colon)
+        return -1;
+    size_t n = (size_t)(colon - hostport);
+    if (n >= 2 && hostport[0] == '[' && hostport[n - 1] == ']') {
+        hostport++;
+        n -= 2;
+    }
+    char *end;
+    errno = 0;
+    *port = strtol(colon + 1, &end, 10);
+    if (n == 0 || n >= cap || end == colon + 1 || *end || errno || *port < 1 || *port > 65535)
+        return -1;
+    memcpy(host, hostport, n);
+    host[n] = '\0';
+    return 0;
+}
+
+/* The host must be numeric: opening a stream never waits on a name lookup. */
+static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
+{
+    char host[INET6_ADDRSTRLEN + 1], port[8];
+    long port_no;
+    if (lines_split_host(uri + strlen("tcp://"), host, sizeof host, &port_no) != 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: expected tcp://HOST:PORT", uri);
+    snprintf(port, sizeof port, "%ld", port_no);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: host is not a numeric address: %s", uri,
+                           gai_strerror(gai));
+    int rc = lines_dial(uri, ai->ai_addr, ai->ai_addrlen, fd, err);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+static int lines_open_fd(lines_src *s, const char *uri, cin_err *err)
+{
+    if (!strcmp(uri, "-")) {
+        s->fd = STDIN_FILENO;
+        return 0;
+    }
+    s->own_fd = 1;
+    if (!strncmp(uri, "tcp://", strlen("tcp://")))
+        return lines_open_tcp(uri, &s->fd, err);
+    if (!strncmp(uri, "unix:", strlen("unix:")))
+        return lines_open_unix(uri, &s->fd, err);
+    return lines_open_file(uri, &s->fd, err);
+}
+
+static int lines_check_opts(const lines_opts *o, cin_err *err)
+{
+    if (!o || !o->uri || !o->uri[0])
+        return cin_err_set(err, CIN_E_INVAL, "lines: no uri given");
+    if (o->max_line < 1 || o->max_line > SIZE_MAX / 4)
+        return cin_err_set(err, CIN_E_INVAL, "%s: max_line %zu is not in 1..%zu", o->uri,
+                           o->max_line, SIZE_MAX / 4);
+    return 0;
+}
+
+int lines_open(const lines_opts *o, lines_src **out, cin_err *err)
+{
+    *out = NULL;
+    int rc = lines_check_opts(o, err);
+    if (rc)
+        return rc;
+    lines_src *s = calloc(1, sizeof *s);
+    if (!s)
+        return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
+    s->fd = -1;
+    s->warn = o->warn;
+    s->warn_user = o->warn_user;
+    s->max_line = o->max_line;
+    s->max_cap = o->max_line + 2;
+    s->cap = s->max_cap < LINES_FIRST_CAP ? s->max_cap : LINES_FIRST_CAP;
+    s->name = strdup(strcmp(o->uri, "-") ? o->uri : "stdin");
+    s->buf = malloc(s->cap);
+    if (!s->name || !s->buf)
+        rc = cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
+    if (!rc)
+        rc = lines_open_fd(s, o->uri, err);
+    if (rc) {
+        lines_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void lines_close(lines_src *s)
+{
+    if (!s)
+        return;
+    if (s->own_fd && s->fd >= 0)
+        close(s->fd);
+    free(s->buf);
+    free(s->name);
+    free(s);
+}
+
+int64_t lines_number(const lines_src *s)
+{
+    return s->line_no;
+}
+
+int64_t lines_skipped(const lines_src *s)
+{
+    return s->skipped;
+}
+
+const char *lines_name(const lines_src *s)
+{
+    return s->name;
+}
+
+int lines_is_blank(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+/* read(2), retried on EINTR; a non-blocking descriptor is waited on. -1 with errno on error. */
+static ssize_t lines_sysread(int fd, char *dst, size_t n)
+{
+    for (;;) {
+        ssize_t got = read(fd, dst, n);
+        if (got >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
+            return got;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (errno != EINTR && poll(&p, 1, -1) < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Moves the unconsumed bytes to the front and, if that leaves no room, doubles the buffer.
+ * The caller has checked that they are at most max_line, so max_cap always leaves room for
+ * one more byte and the spare one. */
+static int lines_make_room(lines_src *s, cin_err *err)
+{
+    if (s->start > 0) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->scan -= s->start;
+        s->start = 0;
+    }
+    if (s->end + 1 < s->cap)
+        return 0;
+    size_t cap = s->cap * 2 < s->max_cap ? s->cap * 2 : s->max_cap;
+    char *grown = realloc(s->buf, cap);
+    if (!grown)
+        return cin_err_set(err, CIN_E_NOMEM, "%s:%lld: out of memory for a line of %zu bytes",
+                           s->name, (long long)s->line_no + 1, s->end);
+    s->buf = grown;
+    s->cap = cap;
+    return 0;
+}
+
+/* Reads more bytes after end; sets eof when there are none. 0 or CIN_E_IO / CIN_E_NOMEM. */
+static int lines_fill(lines_src *s, cin_err *err)
+{
+    int rc = lines_make_room(s, err);
+    if (rc)
+        return rc;
+    ssize_t n = lines_sysread(s->fd, s->buf + s->end, s->cap - 1 - s->end);
+    if (n < 0) {
+        s->read_errno = errno;
+        return lines_io_error(s, err);
+    }
+    s->end += (size_t)n;
+    s->eof = n == 0;
+    return 0;
+}
+
+/* Reads past the rest of a line longer than max_line, holding one buffer of it at a time, and
+ * reports it. 0 or CIN_E_IO. */
+static int lines_drop_long_line(lines_src *s, cin_err *err)
+{
+    char *nl = NULL;
+    s->line_no++;
+    s->start = s->scan = s->end = 0;
+    while (!nl && !s->eof) {
+        ssize_t n = lines_sysread(s->fd, s->buf, s->cap - 1);
+        if (n < 0) {
+            s->read_errno = errno;
+            return lines_io_error(s, err);
+        }
+        s->eof = n == 0;
+        s->end = (size_t)n;
+        nl = memchr(s->buf, '\n', s->end);
+    }
+    if (nl)
+        s->start = s->scan = (size_t)(nl + 1 - s->buf);
+    else
+        s->end = 0;
+    lines_skip(s, "line longer than %zu bytes", s->max_line);
+    return 0;
+}
+
+/* Ends the line buf[start, stop) in place, without its "\r" if any, and consumes it up to
+ * next. The first line loses a UTF-8 byte order mark, as some spreadsheet exports write. */
+static char *lines_take(lines_src *s, size_t stop, size_t next, size_t *len)
+{
+    char *line = s->buf + s->start;
+    s->buf[stop] = '\0';
+    if (stop > s->start && s->buf[stop - 1] == '\r')
+        s->buf[--stop] = '\0';
+    *len = stop - s->start;
+    s->start = s->scan = next;
+    if (++s->line_no == 1 && *len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+        line += 3;
+        *len -= 3;
+    }
+    return line;
+}
+
+int lines_next(lines_src *s, char **line, size_t *len, cin_err *err)
+{
+    if (s->read_errno)
+        return lines_io_error(s, err);
+    for (;;) {
+        char *nl = memchr(s->buf + s->scan, '\n', s->end - s->scan);
+        if (nl) {
+            size_t stop = (size_t)(nl - s->buf);
+            *line = lines_take(s, stop, stop + 1, len);
+            return 1;
+        }
+        s->scan = s->end;
+        int too_long = s->end - s->start > s->max_line;
+        if (s->eof && !too_long) {
+            if (s->start == s->end)
+                return 0;
+            *line = lines_take(s, s->end, s->end, len);
+            return 1;
+        }
+        int rc = too_long ? lines_drop_long_line(s, err) : lines_fill(s, err);
+        if (rc < 0)
+            return rc;
+    }
+}
