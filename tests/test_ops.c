@@ -381,7 +381,8 @@ int test_ops_register(void)
              CU_add_test(s, "activations match PyTorch", test_activations_match_pytorch) &&
              CU_add_test(s, "squeeze-excitation clip and windows match",
                          test_squeeze_excitation_clip_and_windows_match) &&
-             CU_add_test(s, "pools and linear match PyTorch", test_pools_and_linear_match_pytorch) &&
+             CU_add_test(s, "pools and linear match PyTorch",
+                         test_pools_and_linear_match_pytorch) &&
              CU_add_test(s, "graph convolution matches PyTorch in both modes",
                          test_graph_convolution_matches_pytorch_in_both_modes) &&
              CU_add_test(s, "padded temporal pool emits zero-padded windows early",
