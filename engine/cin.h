@@ -164,7 +164,10 @@ typedef struct cin_model_info {
     size_t weight_bytes;                   /* shared by all streams */
     size_t state_bytes;                    /* per stream: continual state + work buffers */
     const char *layout;                    /* checkpoint layout found: "pytorchvideo", "slowfast",
-                                              or "seeded" */
+                                              "st-gcn", "continual-skeletons", "torch" or
+                                              "seeded" */
+    int joints, persons;                   /* skeleton models: in_width = persons * joints;
+                                              0 for the others */
 } cin_model_info;
 
 /* Loads a model and its weights. On success *out owns the model; free it with

@@ -107,7 +107,12 @@ static int load_stgcn(const cin_model_opts *o, const cin_logger *log, cin_model 
     if (rc == 0)
         cin_log(log, CIN_LOG_INFO, "model", "st-gcn: %s weights from %s", lname, wsrc_name(w));
     wsrc_close(w);
-    return rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
+    rc = rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
+    if (rc == 0) {
+        (*out)->info.persons = o->skeleton && o->skeleton->persons ? o->skeleton->persons : 2;
+        (*out)->info.joints = (*out)->info.in_width / (*out)->info.persons;
+    }
+    return rc;
 }
 
 int cin_model_load(const cin_model_opts *opts, cin_model **out, cin_err *err)

@@ -13,6 +13,9 @@ typedef struct skel_seq {
     int64_t masked;         /* NaN, infinite or missing values set to 0 when read */
 } skel_seq;
 
+/* Sets every NaN or infinite value to 0 and adds their number to s->masked. */
+void skel_seq_mask(skel_seq *s);
+
 /* Frees data and zeroes the sequence; safe on a zeroed or already freed one. */
 void skel_seq_free(skel_seq *s);
 

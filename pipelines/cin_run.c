@@ -73,8 +73,11 @@ static void summary(const pipe_stats *s)
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     if (s->skipped || s->masked)
-        fprintf(stderr, ", %lld malformed records skipped, %lld non-finite values set to 0",
-                (long long)s->skipped, (long long)s->masked);
+        fprintf(stderr, ", %lld malformed records skipped, %lld missing or non-finite values "
+                "set to 0", (long long)s->skipped, (long long)s->masked);
+    if (s->unnormalised)
+        fprintf(stderr, ", %lld persons not normalised (root or bone missing)",
+                (long long)s->unnormalised);
     fputc('\n', stderr);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
@@ -101,12 +104,13 @@ static void status_line(void *user, const pipe_status *s)
 /* --stats-json FILE: the summary's figures as one JSON object (written with jansson). */
 static int write_stats(const char *file, const pipe_stats *s, int rc)
 {
-    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:i, s:b, "
-                          "s:b}", "frames", (json_int_t)s->frames, "outputs",
+    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:I, s:i, "
+                          "s:b, s:b}", "frames", (json_int_t)s->frames, "outputs",
                           (json_int_t)s->outputs, "seconds", s->seconds, "latency_ms", "p50",
                           s->p50_ms, "p90", s->p90_ms, "p99", s->p99_ms, "max", s->max_ms,
                           "damaged", (json_int_t)s->damaged, "skipped", (json_int_t)s->skipped,
-                          "masked", (json_int_t)s->masked, "delay", s->delay, "stopped",
+                          "masked", (json_int_t)s->masked, "unnormalised",
+                          (json_int_t)s->unnormalised, "delay", s->delay, "stopped",
                           s->stopped, "ok", rc == 0);
     int bad = !j || json_dump_file(j, file, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0;
     json_decref(j);

@@ -57,7 +57,7 @@ static const struct pcfg_arch {
 
 static const char *const pcfg_top_keys[] = {
     "source", "preprocess", "model", "postprocess", "sinks", NULL};
-static const char *const pcfg_source_keys[] = {"type", "uri", "path", "format", NULL};
+static const char *const pcfg_source_keys[] = {"type", "uri", "path", "format", "score", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std",
                                             "centre_joint", "scale_bone", NULL};
 static const char *const pcfg_model_keys[] = {
@@ -558,7 +558,11 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
     rc = pcfg_get_str(&m, key, 1, &c->source.uri);
     if (!rc && !c->source.uri)
         rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_NPY ? "source.path" : "source.uri");
-    return rc ? rc : pcfg_parse_format(&m, c);
+    rc = rc ? rc : pcfg_parse_format(&m, c);
+    yaml_node_t *score = pcfg_find(&m, "score");
+    if (!rc && score && type != PIPE_SOURCE_SKELETON)
+        return pcfg_fail(top->ctx, score, "source.score", "only for type skeleton");
+    return rc ? rc : pcfg_get_bool(&m, "score", &c->source.score);
 }
 
 /* Two distinct joint indices, as [a, b]. */

@@ -60,6 +60,7 @@ typedef struct pipe_config {
         pipe_source_type type;
         char *uri;              /* source.uri (video, features) or source.path (npy) */
         pipe_format format;     /* features, skeleton: how records are written */
+        int score;              /* skeleton rows: the model's last value is the score */
     } source;
     struct {
         double fps;             /* 0 = every frame */

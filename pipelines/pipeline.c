@@ -16,11 +16,13 @@
 #include "model.h"
 #include "npy.h"
 #include "post.h"
+#include "sksrc.h"
 #include "video.h"
 
 typedef struct source {
     video_src *video;
     feat_src *features;
+    sksrc *skeleton;
     float *array;           /* npy source: [frames][c][h][w] */
     int64_t frames, next;
     double fps;             /* npy: frames per second for pts, the preprocess fps or 1 */
@@ -131,6 +133,23 @@ static int features_source(run *r, cin_err *err)
     return feat_open(&o, &r->src.features, err);
 }
 
+static int skeleton_source(run *r, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    const cin_model_info *i = &r->st[0].info;
+    if (i->joints == 0)
+        return cin_err_set(err, CIN_E_CONFIG, "%s: source: a skeleton source needs a skeleton "
+                           "model (arch stgcn); model.arch %s takes %dx%dx%d frames", c->path,
+                           c->model.arch, i->in_channels, i->in_height, i->in_width);
+    sksrc_opts o = {.uri = c->source.uri, .format = c->source.format,
+                    .channels = i->in_channels, .joints = i->joints, .persons = i->persons,
+                    .score = c->source.score, .fps = c->preprocess.fps,
+                    .centre_joint = c->preprocess.centre_joint,
+                    .scale_bone = {c->preprocess.scale_bone[0], c->preprocess.scale_bone[1]},
+                    .warn = warn_record, .warn_user = &r->log};
+    return sksrc_open(&o, &r->src.skeleton, err);
+}
+
 static int open_source(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
@@ -138,6 +157,8 @@ static int open_source(run *r, cin_err *err)
         return npy_source(r, err);
     if (c->source.type == PIPE_SOURCE_FEATURES)
         return features_source(r, err);
+    if (c->source.type == PIPE_SOURCE_SKELETON)
+        return skeleton_source(r, err);
     if (r->st[0].info.in_channels != 3 || r->st[0].info.in_height < 2)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
                            "model.arch %s takes vectors of %d features (use source.type "
@@ -172,6 +193,8 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
         *pts = (double)*index / r->src.fps;
         return rc;
     }
+    if (r->src.skeleton)
+        return sksrc_read(r->src.skeleton, r->frame, index, pts, err);
     if (r->src.next >= r->src.frames)
         return 0;
     *index = r->src.next;
@@ -475,6 +498,7 @@ static void release(run *r)
     post_labels_free(r->labels);
     video_close(r->src.video);
     feat_close(r->src.features);
+    sksrc_close(r->src.skeleton);
     free(r->src.array);
     free(r->frame);
     free(r->logits);
@@ -486,6 +510,19 @@ static void release(run *r)
     free(r->top_val);
     free(r->lat);
     free(r->window);
+}
+
+static void source_counts(const run *r, pipe_stats *st)
+{
+    if (r->src.features) {
+        st->skipped = feat_skipped(r->src.features);
+        st->masked = feat_masked(r->src.features);
+    }
+    if (r->src.skeleton) {
+        st->skipped = sksrc_skipped(r->src.skeleton);
+        st->masked = sksrc_masked(r->src.skeleton);
+        st->unnormalised = sksrc_unnormalised(r->src.skeleton);
+    }
 }
 
 int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, cin_err *err)
@@ -513,8 +550,7 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     rc = rc ? rc : rc_close;
     percentiles(&r, stats);
     stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
-    stats->skipped = r.src.features ? feat_skipped(r.src.features) : 0;
-    stats->masked = r.src.features ? feat_masked(r.src.features) : 0;
+    source_counts(&r, stats);
     if (!rc && stats->frames == 0 && stats->skipped > 0)
         rc = cin_err_set(err, CIN_E_FORMAT, "%s: no valid record, %lld malformed lines "
                          "skipped (is source.format right?)", c->source.uri,

@@ -12,8 +12,9 @@ typedef struct pipe_stats {
     int64_t frames;         /* frames fed to the model */
     int64_t outputs;        /* outputs written */
     int64_t damaged;        /* packets or frames the decoder skipped */
-    int64_t skipped;        /* malformed feature records skipped */
-    int64_t masked;         /* NaN or infinite feature values set to 0 */
+    int64_t skipped;        /* malformed feature or skeleton records skipped */
+    int64_t masked;         /* NaN, infinite or missing values set to 0 */
+    int64_t unnormalised;   /* skeleton persons left uncentred or unscaled */
     double seconds;         /* wall time of the frame loop */
     double p50_ms, p90_ms, p99_ms, max_ms;  /* per-frame model latency */
     int delay;              /* frames before the model's first continual output */

@@ -1,0 +1,217 @@
+/* Suite "sksrc": the pipeline's skeleton source (pipelines/sksrc.h) over every format, checked
+ * for its layout of persons, its masking and its refusals; and skeleton pipelines end to end,
+ * whose results must equal the model stepped by hand on the same frames. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "npy.h"
+#include "pipeline.h"
+#include "seeded.h"
+#include "sksrc.h"
+#include "util.h"
+
+/* The layout a skeleton model takes: value c, person m, joint v at [c][m * V + v]. */
+#define AT(c, m, v, nm, nv) (((size_t)(c) * (nm) + (m)) * (nv) + (v))
+
+static sksrc_opts opts_for(const char *uri, pipe_format f, int c, int v, int m)
+{
+    return (sksrc_opts){.uri = uri, .format = f, .channels = c, .joints = v, .persons = m,
+                        .centre_joint = -1, .scale_bone = {-1, -1}};
+}
+
+/* npy [t][c][v][m] of seeded values in [-1, 1]. */
+static float *write_seq(const char *path, int t, int c, int v, int m)
+{
+    size_t n = (size_t)t * c * v * m;
+    float *x = malloc(sizeof(float) * n);
+    cin_seeded_fill(x, n, 3, "skeleton", -1, 1);
+    int64_t shape[4] = {t, c, v, m};
+    CU_ASSERT_EQUAL(npy_write_f32(path, 4, shape, x, NULL), 0);
+    return x;
+}
+
+static void test_npy_persons_are_laid_out_side_by_side_and_padded(void)
+{
+    enum { T = 3, C = 3, V = 5, M = 1, MODEL_M = 2 };
+    const char *path = tu_tmp_path("sk_one.npy");
+    float *x = write_seq(path, T, C, V, M);
+    sksrc_opts o = opts_for(path, PIPE_FORMAT_NPY, C, V, MODEL_M);
+    sksrc *s;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(sksrc_open(&o, &s, &err), 0);
+    float frame[C * V * MODEL_M];
+    int64_t index;
+    double pts;
+    int bad = 0;
+    for (int t = 0; t < T; t++) {
+        CU_ASSERT_EQUAL_FATAL(sksrc_read(s, frame, &index, &pts, &err), 1);
+        CU_ASSERT_EQUAL(index, t);
+        CU_ASSERT_DOUBLE_EQUAL(pts, t / 30.0, 1e-12);
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < V; v++) {
+                bad += frame[AT(c, 0, v, MODEL_M, V)] != x[((size_t)(t * C + c) * V + v) * M];
+                bad += frame[AT(c, 1, v, MODEL_M, V)] != 0.0f;
+            }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, &err), 0);
+    sksrc_close(s);
+    free(x);
+}
+
+static void test_npy_non_finite_values_are_masked_and_counted(void)
+{
+    enum { T = 2, C = 2, V = 3, M = 1 };
+    const char *path = tu_tmp_path("sk_nan.npy");
+    float x[T * C * V * M] = {1, 2, 3, 4, 5, 6, NAN, 8, INFINITY, 10, -INFINITY, 12};
+    int64_t shape[4] = {T, C, V, M};
+    CU_ASSERT_EQUAL_FATAL(npy_write_f32(path, 4, shape, x, NULL), 0);
+    sksrc_opts o = opts_for(path, PIPE_FORMAT_NPY, C, V, M);
+    sksrc *s;
+    CU_ASSERT_EQUAL_FATAL(sksrc_open(&o, &s, NULL), 0);
+    float frame[C * V * M];
+    int64_t index;
+    double pts;
+    CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, NULL), 1);
+    CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, NULL), 1);
+    const float want[C * V * M] = {0, 8, 0, 10, 0, 12};
+    CU_ASSERT_EQUAL(memcmp(frame, want, sizeof want), 0);
+    CU_ASSERT_EQUAL(sksrc_masked(s), 3);
+    sksrc_close(s);
+}
+
+static void expect_refused(const sksrc_opts *o, int code, const char *needle)
+{
+    sksrc *s = (sksrc *)1;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL(sksrc_open(o, &s, &err), code);
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, o->uri));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, needle));
+    if (!strstr(err.msg, needle))
+        fprintf(stderr, "\n  message: %s\n", err.msg);
+}
+
+static void test_npy_of_another_shape_is_refused_naming_the_file(void)
+{
+    const char *three = tu_tmp_path("sk_3d.npy");
+    float x[24] = {0};
+    int64_t shape3[3] = {2, 3, 4};
+    CU_ASSERT_EQUAL_FATAL(npy_write_f32(three, 3, shape3, x, NULL), 0);
+    sksrc_opts o = opts_for(three, PIPE_FORMAT_NPY, 3, 4, 1);
+    expect_refused(&o, CIN_E_SHAPE, "4 dimensions");
+
+    const char *path = tu_tmp_path("sk_shape.npy");
+    free(write_seq(path, 2, 3, 5, 3));
+    o = opts_for(path, PIPE_FORMAT_NPY, 3, 5, 2);
+    expect_refused(&o, CIN_E_SHAPE, "at most 2 persons");
+    o = opts_for(path, PIPE_FORMAT_NPY, 2, 5, 3);
+    expect_refused(&o, CIN_E_SHAPE, "2 values");
+    o = opts_for(path, PIPE_FORMAT_NPY, 3, 25, 3);
+    expect_refused(&o, CIN_E_SHAPE, "25 joints");
+}
+
+static void test_live_rows_need_two_or_three_coordinates(void)
+{
+    sksrc_opts o = opts_for("-", PIPE_FORMAT_JSONL, 5, 25, 1);
+    expect_refused(&o, CIN_E_SHAPE, "x, y[, z]");
+}
+
+/* ---- pipelines ----------------------------------------------------------------------------- */
+
+static int run_yaml(const char *path, pipe_stats *st, cin_err *err)
+{
+    pipe_config *c;
+    int rc = pipe_config_load(path, &c, err);
+    if (rc)
+        return rc;
+    rc = pipe_run(c, NULL, st, err);
+    pipe_config_free(c);
+    return rc;
+}
+
+/* The logits of CoST-GCN* (seed 4, 25 joints, 2 persons, 100-frame clips) stepped by hand over
+ * frames [t][3][v][m], compared with the rows a pipeline wrote; returns the outputs matched. */
+static int compare_with_model(const float *x, int t, int m, const float *rows, double *worst)
+{
+    enum { V = 25, MODEL_M = 2, K = 60 };
+    cin_skeleton_opts so = {.variant = "st-gcn*", .persons = MODEL_M, .clip_frames = 100};
+    cin_model_opts o = {.arch = "stgcn", .seed = 4, .num_classes = K, .skeleton = &so};
+    cin_model *model;
+    cin_stream *s;
+    CU_ASSERT_EQUAL_FATAL(cin_model_load(&o, &model, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cin_stream_create(model, &s, NULL), 0);
+    float frame[3 * MODEL_M * V], logits[K];
+    int matched = 0;
+    for (int i = 0; i < t; i++) {
+        memset(frame, 0, sizeof frame);
+        for (int c = 0; c < 3; c++)
+            for (int v = 0; v < V; v++)
+                for (int p = 0; p < m; p++)
+                    frame[AT(c, p, v, MODEL_M, V)] = x[((size_t)(i * 3 + c) * V + v) * m + p];
+        int have = cin_stream_step(s, frame, logits) == 1;
+        CU_ASSERT_EQUAL(have, !isnan(rows[(size_t)i * K]));
+        if (have && !isnan(rows[(size_t)i * K])) {
+            *worst = fmax(*worst, tu_rel_err(rows + (size_t)i * K, logits, K));
+            matched++;
+        }
+    }
+    cin_stream_free(s);
+    cin_model_free(model);
+    return matched;
+}
+
+static void test_npy_skeletons_through_cin_run_equal_the_model_stepped(void)
+{
+    enum { T = 120, M = 1, DELAY = 99 };
+    float *x = write_seq(tu_tmp_path("sk_run.npy"), T, 3, 25, M);
+    const char *yaml = tu_tmp_path("sk_run.yaml");
+    const char *text =
+        "source: {type: skeleton, uri: sk_run.npy}\n"
+        "model: {arch: stgcn, seed: 4, num_classes: 60,\n"
+        "        skeleton: {variant: \"st-gcn*\", persons: 2, clip_frames: 100}}\n"
+        "postprocess: {softmax: false, topk: 1}\n"
+        "sinks: [{type: npy, path: sk_run_out.npy}]\n";
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.frames, T);
+    /* CoST-GCN*: 10 blocks of temporal kernel 9, 80 frames, then a head window of the
+     * 100 - 80 = 20 positions of a clip: delay 80 + 19 */
+    CU_ASSERT_EQUAL(st.delay, DELAY);
+    CU_ASSERT_EQUAL(st.outputs, T - DELAY);
+    int ndim;
+    int64_t shape[8];
+    float *rows;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("sk_run_out.npy"), &ndim, shape, &rows, NULL),
+                          0);
+    CU_ASSERT_EQUAL(shape[0], T);
+    double worst = 0.0;
+    CU_ASSERT_EQUAL(compare_with_model(x, T, M, rows, &worst), T - DELAY);
+    CU_ASSERT(worst == 0.0);
+    free(rows);
+    free(x);
+}
+
+int test_sksrc_register(void)
+{
+    CU_pSuite s = CU_add_suite("sksrc", NULL, NULL);
+    if (!s)
+        return -1;
+    int ok = CU_add_test(s, "npy persons are laid out side by side and padded",
+                         test_npy_persons_are_laid_out_side_by_side_and_padded) &&
+             CU_add_test(s, "npy non-finite values are masked and counted",
+                         test_npy_non_finite_values_are_masked_and_counted) &&
+             CU_add_test(s, "npy of another shape is refused naming the file",
+                         test_npy_of_another_shape_is_refused_naming_the_file) &&
+             CU_add_test(s, "live rows need two or three coordinates",
+                         test_live_rows_need_two_or_three_coordinates) &&
+             CU_add_test(s, "npy skeletons through cin-run equal the model stepped",
+                         test_npy_skeletons_through_cin_run_equal_the_model_stepped);
+    return ok ? 0 : -1;
+}
