@@ -34,6 +34,19 @@ int cin_err_set(cin_err *err, int code, const char *fmt, ...)
     return code;
 }
 
+int cin_err_wrap(cin_err *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    char context[sizeof err->msg], detail[sizeof err->msg];
+    snprintf(detail, sizeof detail, "%s", err->msg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof context, fmt, ap);
+    va_end(ap);
+    return cin_err_set(err, code, "%s: %s", context, detail);
+}
+
 void cin_err_clear(cin_err *err)
 {
     if (!err)

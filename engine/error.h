@@ -12,6 +12,11 @@
 int cin_err_set(cin_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Puts a printf-style context before err's message ("<context>: <message>") and sets its code
+ * to code; returns code. The message may be the one err already holds. */
+int cin_err_wrap(cin_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 void cin_err_clear(cin_err *err);
 
 #endif

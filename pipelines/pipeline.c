@@ -233,8 +233,8 @@ static int open_sinks(run *r, cin_err *err)
                                             : npy_writer_open(path, 1, row, &r->out.npy[i], err);
         if (rc) {
             part[0] = '\0';
-            return cin_err_set(err, rc, "%s: sinks[%d].path: cannot write '%s': %s", c->path, i,
-                               s->path, err->msg);
+            return cin_err_wrap(err, rc, "%s: sinks[%d].path: cannot write '%s'", c->path, i,
+                                s->path);
         }
         r->out.n = i + 1;
     }
@@ -308,12 +308,8 @@ static int load_stage(run *r, const pipe_model *pm, int features, const cin_logg
     o.log_user = lg->user;
     o.log_level = lg->level;
     int rc = cin_model_load(&o, &s->model, err);
-    if (rc) {
-        char detail[sizeof err->msg];
-        snprintf(detail, sizeof detail, "%s", err->msg);
-        return cin_err_set(err, rc, "%s: %s: %s", r->cfg->path,
-                           r->n_st > 1 ? "model.head" : "model", detail);
-    }
+    if (rc)
+        return cin_err_wrap(err, rc, "%s: %s", r->cfg->path, r->n_st > 1 ? "model.head" : "model");
     cin_model_get_info(s->model, &s->info);
     return cin_stream_create(s->model, &s->stream, err);
 }

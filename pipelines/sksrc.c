@@ -95,9 +95,7 @@ static int setup_norm(sksrc *s, cin_err *err)
     if (!s->normalise)
         return 0;
     int rc = skelnorm_check(&s->norm, err);
-    if (rc)
-        cin_err_set(err, rc, "%s: preprocess: %s", s->uri, err ? err->msg : "");
-    return rc;
+    return rc ? cin_err_wrap(err, rc, "%s: preprocess", s->uri) : 0;
 }
 
 int sksrc_open(const sksrc_opts *o, sksrc **out, cin_err *err)

@@ -265,7 +265,8 @@ static void test_bad_inputs_give_one_clear_error(void)
     expect_error("sinkdir.yaml",
                  "source: {path: small.npy}\npreprocess: {crop: 32, resize: 32}\n"
                  "model: {arch: x3d, size: xs}\nsinks: [{type: jsonl, path: no/dir/x.jsonl}]\n",
-                 CIN_E_IO, "no/dir/x.jsonl", NULL);
+                 CIN_E_IO, "sinks[0].path: cannot write",
+                 "No such file or directory");
 }
 
 static void test_failed_run_leaves_earlier_results_intact(void)
