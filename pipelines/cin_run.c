@@ -24,9 +24,12 @@ static void request_stop(int sig)
 }
 
 /* The first SIGINT or SIGTERM asks for a clean stop; a second one (the handler resets
- * itself) ends the process at once, e.g. when a source blocks on an idle stdin. */
+ * itself) ends the process at once, e.g. when a source blocks on an idle stdin. A reader that
+ * closes a stdout sink (`cin-run p.yaml | head`) makes the write fail with EPIPE, a sink error
+ * like any other, so the other sinks are still closed complete. */
 static void catch_stop_signals(void)
 {
+    signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = request_stop, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -64,12 +67,14 @@ static void note_seeded(const pipe_config *c)
             (unsigned long long)c->model.seed);
 }
 
-static void summary(const pipe_stats *s)
+/* The one-line summary; a run that failed says nothing of why it had no output, as its error
+ * line has. */
+static void summary(const pipe_stats *s, int failed)
 {
     double fps = s->seconds > 0 ? (double)s->frames / s->seconds : 0.0;
-    fprintf(stderr, "cin-run: %lld frames, %lld outputs, %.1f fps, latency p50 %.2f ms "
-            "p99 %.2f ms", (long long)s->frames, (long long)s->outputs, fps, s->p50_ms,
-            s->p99_ms);
+    fprintf(stderr, "cin-run: %lld frames, %lld output%s, %.1f fps, latency p50 %.2f ms "
+            "p99 %.2f ms", (long long)s->frames, (long long)s->outputs,
+            s->outputs == 1 ? "" : "s", fps, s->p50_ms, s->p99_ms);
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     if (s->skipped || s->masked)
@@ -81,7 +86,7 @@ static void summary(const pipe_stats *s)
     fputc('\n', stderr);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
-    if (s->frames > 0 && s->outputs == 0 && !s->stopped)
+    if (s->outputs == 0 && !s->stopped && !failed)
         fprintf(stderr, "cin-run: warning: no output: the source ended after %lld frames, the "
                 "model's first output needs %d\n", (long long)s->frames, s->delay + 1);
 }
@@ -175,8 +180,8 @@ int main(int argc, char **argv)
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);
     /* what was done before a failure, and what the source held */
-    if (stats.frames > 0 || stats.skipped > 0)
-        summary(&stats);
+    if (!rc || stats.frames > 0 || stats.skipped > 0)
+        summary(&stats, rc != 0);
     if (!rc)
         note_seeded(cfg);
     int bad_stats = a.stats_json ? write_stats(a.stats_json, &stats, rc) : 0;

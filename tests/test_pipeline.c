@@ -405,6 +405,35 @@ static void test_stats_json_holds_the_summary(void)
     json_decref(j);
 }
 
+/* A reader that closes cin-run's stdout (`| head -n 1`) fails the stdout sink with EPIPE:
+ * exit status 1 rather than death by SIGPIPE, and the npy sink is complete for the frames
+ * read, with no .part file left. */
+static void test_closed_stdout_fails_the_sink_and_keeps_the_others(void)
+{
+    write_frames(tu_tmp_path("epipe.npy"), 80, 64);
+    const char *yaml = write_yaml("epipe.yaml",
+        "source: {path: epipe.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\n"
+        "sinks: [{type: jsonl, path: \"-\"}, {type: npy, path: epipe_out.npy}]\n");
+    const char *bin = getenv("CIN_RUN");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash -c '\"%s\" --quiet %s 2>/dev/null | head -n 1 >/dev/null; "
+             "exit ${PIPESTATUS[0]}'", bin ? bin : "../build/cin-run", yaml);
+    int status = system(cmd);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    int ndim;
+    int64_t shape[8];
+    float *rows;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("epipe_out.npy"), &ndim, shape, &rows, NULL),
+                          0);
+    /* the first output is at frame 31; the sink fails on a later line */
+    CU_ASSERT(ndim == 2 && shape[0] >= 32 && shape[0] <= 80);
+    free(rows);
+    char pattern[600];
+    snprintf(pattern, sizeof pattern, "ls %s.part-* >/dev/null 2>&1", tu_tmp_path("epipe_out.npy"));
+    CU_ASSERT_NOT_EQUAL(system(pattern), 0);
+}
+
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
@@ -455,6 +484,8 @@ int test_pipeline_register(void)
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
+             CU_add_test(s, "closed stdout fails the sink and keeps the others",
+                         test_closed_stdout_fails_the_sink_and_keeps_the_others) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;
