@@ -39,8 +39,9 @@ $(BUILD)/libcin.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 SONAME  := libcin.so.0
-$(BUILD)/libcin.so: $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+$(BUILD)/libcin.so: $(LIB_OBJ) engine/cin.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=engine/cin.map \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/cin-run: $(BUILD)/pipelines/cin_run.o $(BUILD)/libcin.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -68,6 +69,13 @@ $(BUILD)/example: docs/example.c $(BUILD)/libcin.a
 test: all $(BUILD)/cin-tests $(BUILD)/example
 	cd tests && CIN_RUN=../$(BUILD)/cin-run ../$(BUILD)/cin-tests
 	./$(BUILD)/example
+	$(if $(SHARED),@$(MAKE) --no-print-directory check-exports)
+
+# libcin.so must export exactly the functions cin.h declares.
+check-exports: $(SHARED)
+	@nm -D --defined-only $(SHARED) | awk '{print $$3}' | sort > $(BUILD)/exports.txt
+	@sed -n 's/^CIN_API [^(]*[ *]\(cin_[a-z_]*\)(.*/\1/p' engine/cin.h | sort | \
+	    diff - $(BUILD)/exports.txt && echo "libcin.so exports the cin.h API only"
 
 # The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer (CI runs it too);
 # without the shared library, which GCC 12 cannot link from ASan objects.
@@ -93,7 +101,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' docs/cin.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cin.pc
 
-.PHONY: all test test-sanitize clean deps run install goldens FORCE
+.PHONY: all test check-exports test-sanitize clean deps run install goldens FORCE
 clean:
 	rm -rf $(BUILD)
 
