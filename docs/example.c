@@ -26,8 +26,8 @@ int main(int argc, char **argv)
     }
     cin_model_info info;
     cin_model_get_info(model, &info);
-    printf("x3d-xs: %dx%d input, %d classes, first output after %d frames\n", info.in_height,
-           info.in_width, info.out_size, info.delay + 1);
+    printf("x3d-xs: %dx%d input, %d classes, delay %d frames\n", info.in_height, info.in_width,
+           info.out_size, info.delay);
 
     cin_stream *a = NULL, *b = NULL;
     size_t n = (size_t)info.in_channels * info.in_height * info.in_width;
@@ -45,7 +45,8 @@ int main(int argc, char **argv)
         if (ra == 1 && first < 0)
             first = t;
     }
-    printf("two streams: %d outputs each, the first at frame %d\n", outputs, first);
+    printf("two streams: %d outputs each, the first at frame %d (counting from 0)\n", outputs,
+           first);
     ok = ok && outputs == 8 && first == info.delay;
 
     cin_stream_free(a);
