@@ -1,10 +1,14 @@
 /* cin-run: runs the pipeline a YAML file describes and prints a one-line summary on stderr. */
 #include <cblas.h>
+#include <errno.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cin.h"
 #include "config.h"
@@ -117,11 +121,28 @@ static int write_stats(const char *file, const pipe_stats *s, int rc)
                           "masked", (json_int_t)s->masked, "unnormalised",
                           (json_int_t)s->unnormalised, "delay", s->delay, "stopped",
                           s->stopped, "ok", rc == 0);
+    errno = 0;
     int bad = !j || json_dump_file(j, file, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0;
     json_decref(j);
     if (bad)
-        fprintf(stderr, "cin-run: --stats-json: cannot write '%s'\n", file);
+        fprintf(stderr, "cin-run: --stats-json: cannot write '%s': %s\n", file,
+                errno ? strerror(errno) : "out of memory");
     return bad;
+}
+
+/* Refuses a --stats-json path that could not be written at the end of the run: a directory,
+ * or a file in a directory that is missing or not writable. */
+static int stats_path_ok(const char *file)
+{
+    struct stat st;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file);
+    int is_dir = stat(file, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!is_dir && access(dirname(dir), W_OK) == 0)
+        return 1;
+    fprintf(stderr, "cin-run: --stats-json: cannot write '%s': %s\n", file,
+            is_dir ? "is a directory" : strerror(errno));
+    return 0;
 }
 
 /* 0 to run, 1 after --help, 2 on a bad command line (already reported). */
@@ -162,6 +183,8 @@ int main(int argc, char **argv)
     int parsed = parse_args(argc, argv, &a);
     if (parsed)
         return parsed == 1 ? 0 : 2;
+    if (a.stats_json && !stats_path_ok(a.stats_json))
+        return 2;
     /* One stream per thread; BLAS threads on per-frame GEMMs cost more than they save. */
     openblas_set_num_threads(1);
     /* cin reports decode failures itself; libav's own lines only from --log-level info */

@@ -434,6 +434,28 @@ static void test_closed_stdout_fails_the_sink_and_keeps_the_others(void)
     CU_ASSERT_NOT_EQUAL(system(pattern), 0);
 }
 
+/* An unwritable --stats-json path is refused before the run, not after it. */
+static void test_unwritable_stats_json_is_refused_up_front(void)
+{
+    const char *yaml = write_yaml("early.yaml", "source: {path: none.npy}\n"
+                                                "model: {arch: x3d, size: xs}\n");
+    const char *bin = getenv("CIN_RUN");
+    char cmd[1024], line[1024];
+    snprintf(cmd, sizeof cmd, "%s --stats-json %s/no/dir/s.json %s 2>&1",
+             bin ? bin : "../build/cin-run", tu_tmp_path("."), yaml);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    int lines = 0, named = 0;
+    while (fgets(line, sizeof line, p)) {
+        lines++;
+        named |= strstr(line, "--stats-json") && strstr(line, "No such file or directory");
+    }
+    int status = pclose(p);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CU_ASSERT_EQUAL(lines, 1);
+    CU_ASSERT(named); /* and not the missing none.npy: the run did not start */
+}
+
 /* cin-run itself: exit status 1 and one line on stderr naming the file and the field. */
 static void test_cin_run_exits_non_zero_with_one_line(void)
 {
@@ -484,6 +506,8 @@ int test_pipeline_register(void)
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
+             CU_add_test(s, "unwritable stats json is refused up front",
+                         test_unwritable_stats_json_is_refused_up_front) &&
              CU_add_test(s, "closed stdout fails the sink and keeps the others",
                          test_closed_stdout_fails_the_sink_and_keeps_the_others) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
