@@ -150,15 +150,9 @@ static int skeleton_source(run *r, cin_err *err)
     return sksrc_open(&o, &r->src.skeleton, err);
 }
 
-static int open_source(run *r, cin_err *err)
+static int video_source(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
-    if (c->source.type == PIPE_SOURCE_NPY)
-        return npy_source(r, err);
-    if (c->source.type == PIPE_SOURCE_FEATURES)
-        return features_source(r, err);
-    if (c->source.type == PIPE_SOURCE_SKELETON)
-        return skeleton_source(r, err);
     if (r->st[0].info.in_channels != 3 || r->st[0].info.in_height < 2)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a video needs a model of RGB frames; "
                            "model.arch %s takes vectors of %d features (use source.type "
@@ -176,6 +170,24 @@ static int open_source(run *r, cin_err *err)
     memcpy(vo.mean, c->preprocess.mean, sizeof vo.mean);
     memcpy(vo.std, c->preprocess.std, sizeof vo.std);
     return video_open(&vo, &r->src.video, err);
+}
+
+/* The readers' errors name the file; the pipeline adds the file and key that gave it. */
+static int open_source(run *r, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    int t = c->source.type, rc;
+    if (t == PIPE_SOURCE_NPY)
+        rc = npy_source(r, err);
+    else if (t == PIPE_SOURCE_FEATURES)
+        rc = features_source(r, err);
+    else if (t == PIPE_SOURCE_SKELETON)
+        rc = skeleton_source(r, err);
+    else
+        rc = video_source(r, err);
+    if (!rc || rc == CIN_E_CONFIG)
+        return rc;
+    return cin_err_wrap(err, rc, "%s: source.%s", c->path, t == PIPE_SOURCE_NPY ? "path" : "uri");
 }
 
 /* 1 with a frame, 0 at the end, < 0 on error. */

@@ -251,13 +251,14 @@ static void test_bad_inputs_give_one_clear_error(void)
     expect_error("shape.yaml",
                  "source: {path: small.npy}\npreprocess: {crop: 64, resize: 64}\n"
                  "model: {arch: x3d, size: xs}\n",
-                 CIN_E_SHAPE, "small.npy", "[frames, 3, 64, 64]");
+                 CIN_E_SHAPE, "shape.yaml: source.path: ",
+                 "small.npy: array of shape [5, 3, 32, 32], expected [frames, 3, 64, 64]");
     expect_error("noweights.yaml",
                  "source: {path: small.npy}\nmodel: {arch: x3d, size: xs, weights: none.st}\n",
                  CIN_E_IO, "none.st", NULL);
     CU_ASSERT_EQUAL(tu_write_file(tu_tmp_path("junk.mp4"), "this is not a video", 19), 0);
     expect_error("junk.yaml", "source: {uri: junk.mp4}\nmodel: {arch: x3d, size: xs}\n",
-                 CIN_E_DECODE, "junk.mp4", NULL);
+                 CIN_E_DECODE, "junk.yaml: source.uri: ", "junk.mp4");
     expect_error("missing.yaml", "source: {uri: gone.mp4}\nmodel: {arch: x3d, size: xs}\n",
                  CIN_E_IO, "gone.mp4", NULL);
     expect_error("key.yaml", "source: {uri: a.mp4}\nmodel: {arch: x3d, size: xs, colour: 1}\n",
