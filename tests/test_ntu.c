@@ -1,7 +1,7 @@
 /* Suite "ntu": the NTU RGB+D .skeleton reader (io/ntu.h). Valid files are written by the test
  * with coordinates that print exactly ((f * 1000 + b * 100 + j * 3 + c) / 8), so values are
- * checked for equality; then hostile input: every truncation, huge, negative and non-numeric
- * counts, short lines, junk, random bytes. */
+ * checked for equality; then the synthetic sample in media/, and hostile input: every
+ * truncation, huge, negative and non-numeric counts, short lines, junk, random bytes. */
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <stdarg.h>
@@ -314,6 +314,36 @@ static void test_crlf_tabs_exponents_and_no_final_newline_are_read(void)
     skel_seq_free(&q);
 }
 
+static void test_sample_file_is_read(void)
+{
+    const char *path = "media/ntu_sample.skeleton";
+    skel_seq q;
+    ntu_counts c;
+    cin_err err;
+    int rc = ntu_read_with_counts(path, 2, &q, &c, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT(q.t == 6 && q.c == 3 && q.v == 25 && q.m == 2 && q.masked == 0);
+    CU_ASSERT(c.bodies == 6 && c.empty_frames == 1 && c.max_bodies == 2);
+    /* the first joint line of the file: SpineBase of body 1 in frame 1 */
+    CU_ASSERT_DOUBLE_EQUAL(at(&q, 0, 0, 0, 0), 0.2212166, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(at(&q, 0, 1, 0, 0), 0.1730296, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(at(&q, 0, 2, 0, 0), 3.787706, 1e-6);
+    /* frame 3 has the second person, frame 5 nobody; people stand 3 to 4 m away */
+    int near = 0, far = 0;
+    for (int j = 0; j < 25; j++) {
+        near += at(&q, 2, 2, j, 1) > 3.0f && at(&q, 2, 2, j, 1) < 3.5f;
+        far += at(&q, 2, 2, j, 0) > 3.5f && at(&q, 2, 2, j, 0) < 4.0f;
+    }
+    CU_ASSERT(near == 25 && far == 25);
+    CU_ASSERT(person_is(&q, 4, 0, -1) && person_is(&q, 4, 1, -1));
+    CU_ASSERT(person_is(&q, 5, 1, -1) && !person_is(&q, 5, 0, -1));
+    /* the right hand (joint 11) rises from frame 1 to frame 6, well above the spine base */
+    CU_ASSERT(at(&q, 5, 1, 11, 0) - at(&q, 0, 1, 11, 0) > 0.3f);
+    skel_seq_free(&q);
+}
+
 /* ---- hostile input ---------------------------------------------------------------------- */
 
 static void test_every_truncation_fails_with_the_path(void)
@@ -519,6 +549,7 @@ int test_ntu_register(void)
         TEST(bodies_beyond_max_persons_are_dropped_and_counted),
         TEST(nonfinite_coordinates_are_masked_and_counted),
         TEST(crlf_tabs_exponents_and_no_final_newline_are_read),
+        TEST(sample_file_is_read),
         TEST(every_truncation_fails_with_the_path),
         TEST(huge_counts_are_rejected_before_allocating),
         TEST(negative_counts_are_rejected),
