@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "npy.h"
+#include "ntu.h"
 #include "skel.h"
 #include "skelnorm.h"
 #include "skelrows.h"
@@ -62,9 +63,11 @@ static int open_file(sksrc *s, cin_err *err)
     s->rate = o->fps > 0 ? o->fps : 30.0;
     if (o->format == PIPE_FORMAT_NPY)
         rc = open_npy(s, err);
+    else if (o->format == PIPE_FORMAT_NTU)
+        rc = ntu_read(s->uri, o->persons, &s->seq, err);
     else
-        rc = cin_err_set(err, CIN_E_UNSUPPORTED, "%s: NTU RGB+D and BVH files are not "
-                         "read yet; give an npy [frames, values, joints, persons]", s->uri);
+        rc = cin_err_set(err, CIN_E_UNSUPPORTED, "%s: BVH files are not read yet; give an "
+                         "npy [frames, values, joints, persons]", s->uri);
     return rc ? rc : check_layout(s, s->seq.c, s->seq.v, s->seq.m, err);
 }
 

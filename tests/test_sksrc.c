@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "npy.h"
+#include "ntu.h"
 #include "pipeline.h"
 #include "seeded.h"
 #include "sksrc.h"
@@ -82,6 +84,40 @@ static void test_npy_non_finite_values_are_masked_and_counted(void)
     CU_ASSERT_EQUAL(memcmp(frame, want, sizeof want), 0);
     CU_ASSERT_EQUAL(sksrc_masked(s), 3);
     sksrc_close(s);
+}
+
+/* The NTU sample: frames 0..5 with 1, 1, 2, 1, 0, 1 bodies, as ntu_read gives them. */
+static void test_ntu_file_gives_its_bodies_as_persons(void)
+{
+    enum { C = 3, V = 25, M = 2 };
+    const char *path = "media/ntu_sample.skeleton";
+    skel_seq seq;
+    CU_ASSERT_EQUAL_FATAL(ntu_read(path, M, &seq, NULL), 0);
+    sksrc_opts o = opts_for(path, PIPE_FORMAT_NTU, C, V, M);
+    sksrc *s;
+    CU_ASSERT_EQUAL_FATAL(sksrc_open(&o, &s, NULL), 0);
+    float frame[C * M * V];
+    int64_t index;
+    double pts;
+    int t = 0, bad = 0, second[6] = {0}, any[6] = {0};
+    while (sksrc_read(s, frame, &index, &pts, NULL) == 1) {
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < V; v++)
+                for (int m = 0; m < M; m++) {
+                    float want = seq.data[((size_t)(t * C + c) * V + v) * M + m];
+                    float got = frame[AT(c, m, v, M, V)];
+                    bad += got != want;
+                    second[t] |= m == 1 && got != 0.0f;
+                    any[t] |= got != 0.0f;
+                }
+        t++;
+    }
+    CU_ASSERT_EQUAL(t, 6);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(second[2] && !second[0] && !second[3]);
+    CU_ASSERT(any[0] && any[3] && !any[4] && any[5]);
+    sksrc_close(s);
+    skel_seq_free(&seq);
 }
 
 static void expect_refused(const sksrc_opts *o, int code, const char *needle)
@@ -198,6 +234,37 @@ static void test_npy_skeletons_through_cin_run_equal_the_model_stepped(void)
     free(x);
 }
 
+static void test_ntu_file_through_cin_run_equals_the_model_stepped(void)
+{
+    enum { T = 120, DELAY = 99 };
+    char cwd[512], text[1024];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    snprintf(text, sizeof text,
+             "source: {type: skeleton, uri: %s/media/ntu_wave.skeleton}\n"
+             "model: {arch: stgcn, seed: 4, num_classes: 60,\n"
+             "        skeleton: {variant: \"st-gcn*\", persons: 2, clip_frames: 100}}\n"
+             "postprocess: {softmax: false, topk: 1}\n"
+             "sinks: [{type: npy, path: ntu_out.npy}]\n", cwd);
+    const char *yaml = tu_tmp_path("ntu_run.yaml");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+    pipe_stats st;
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, NULL), 0);
+    CU_ASSERT_EQUAL(st.frames, T);
+    CU_ASSERT_EQUAL(st.outputs, T - DELAY);
+    skel_seq seq;
+    CU_ASSERT_EQUAL_FATAL(ntu_read("media/ntu_wave.skeleton", 2, &seq, NULL), 0);
+    int ndim;
+    int64_t shape[8];
+    float *rows;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("ntu_out.npy"), &ndim, shape, &rows, NULL),
+                          0);
+    double worst = 0.0;
+    CU_ASSERT_EQUAL(compare_with_model(seq.data, T, 2, rows, &worst), T - DELAY);
+    CU_ASSERT(worst == 0.0);
+    free(rows);
+    skel_seq_free(&seq);
+}
+
 int test_sksrc_register(void)
 {
     CU_pSuite s = CU_add_suite("sksrc", NULL, NULL);
@@ -209,9 +276,13 @@ int test_sksrc_register(void)
                          test_npy_non_finite_values_are_masked_and_counted) &&
              CU_add_test(s, "npy of another shape is refused naming the file",
                          test_npy_of_another_shape_is_refused_naming_the_file) &&
+             CU_add_test(s, "ntu file gives its bodies as persons",
+                         test_ntu_file_gives_its_bodies_as_persons) &&
              CU_add_test(s, "live rows need two or three coordinates",
                          test_live_rows_need_two_or_three_coordinates) &&
              CU_add_test(s, "npy skeletons through cin-run equal the model stepped",
-                         test_npy_skeletons_through_cin_run_equal_the_model_stepped);
+                         test_npy_skeletons_through_cin_run_equal_the_model_stepped) &&
+             CU_add_test(s, "ntu file through cin-run equals the model stepped",
+                         test_ntu_file_through_cin_run_equals_the_model_stepped);
     return ok ? 0 : -1;
 }

@@ -1,6 +1,8 @@
-"""Writes tests/media/ntu_sample.skeleton: a synthetic NTU RGB+D .skeleton file for the "ntu"
+"""Writes two synthetic NTU RGB+D .skeleton files: tests/media/ntu_sample.skeleton for the "ntu"
 suite (tests/test_ntu.c), 6 frames of one person raising the right hand, a second person in
-frame 3 and no body in frame 5. Numbers look like Kinect v2 output: camera space in metres,
+frame 3 and no body in frame 5; and tests/media/ntu_wave.skeleton, 120 frames of one person
+raising and lowering the right hand every 40 frames, long enough for CoST-GCN* to give outputs
+(pipelines/examples/ntu.yaml, the "sksrc" suite). Numbers look like Kinect v2 output: camera space in metres,
 depth (512x424) and colour (1920x1080) pixel positions, joint quaternions (zeros on the end
 joints, as the sensor gives), 7 significant digits, CRLF line ends.
 
@@ -67,18 +69,26 @@ def body_lines(rng, body_id, base, lift):
     return lines
 
 
-def main():
-    rng = random.Random(20161)
-    lines = [str(len(BODIES))]
-    for f, bodies in enumerate(BODIES):
+def write(path, seed, schedule):
+    """schedule: (bodies, lift of the right hand in metres) per frame."""
+    rng = random.Random(seed)
+    lines = [str(len(schedule))]
+    for bodies, lift in schedule:
         lines.append(str(bodies))
         for b in range(bodies):
             if b == 0:
-                lines += body_lines(rng, 72057594037931101, (0.2181, 0.1726, 3.7855), 0.09 * f)
+                lines += body_lines(rng, 72057594037931101, (0.2181, 0.1726, 3.7855), lift)
             else:
                 lines += body_lines(rng, 72057594037931117, (-0.7415, 0.1302, 3.2710), 0.0)
-    with open("tests/media/ntu_sample.skeleton", "w", newline="\r\n") as out:
+    with open(path, "w", newline="\r\n") as out:
         out.write("\n".join(lines) + "\n")
+
+
+def main():
+    write("tests/media/ntu_sample.skeleton", 20161,
+          [(bodies, 0.09 * f) for f, bodies in enumerate(BODIES)])
+    wave = [(1, 0.225 * (1 - math.cos(2 * math.pi * f / 40))) for f in range(120)]
+    write("tests/media/ntu_wave.skeleton", 20162, wave)
 
 
 if __name__ == "__main__":
