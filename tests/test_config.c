@@ -1,6 +1,7 @@
 /* Suite "config": pipeline YAML to pipe_config, its defaults, and one-line errors that name the
  * file, the line:column and the dotted field. */
 #include <CUnit/CUnit.h>
+#include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,6 +446,26 @@ static void test_random_mutations_never_crash(void)
     }
 }
 
+/* Every pipeline shipped in pipelines/examples/ and bench/ loads (tests run in tests/). */
+static void test_shipped_pipelines_load(void)
+{
+    glob_t g;
+    CU_ASSERT_EQUAL_FATAL(glob("../pipelines/examples/*.yaml", 0, NULL, &g), 0);
+    CU_ASSERT_EQUAL_FATAL(glob("../bench/*.yaml", GLOB_APPEND, NULL, &g), 0);
+    CU_ASSERT(g.gl_pathc >= 12);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        pipe_config *c;
+        cin_err err = {0};
+        int rc = pipe_config_load(g.gl_pathv[i], &c, &err);
+        if (rc)
+            fprintf(stderr, "\n  %s\n", err.msg);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (!rc)
+            pipe_config_free(c);
+    }
+    globfree(&g);
+}
+
 int test_config_register(void)
 {
     CU_pSuite s = CU_add_suite("config", NULL, NULL);
@@ -455,6 +476,7 @@ int test_config_register(void)
         CU_TestFunc fn;
     } tests[] = {
         {"example_parses_to_expected_struct", test_example_parses_to_expected_struct},
+        {"shipped_pipelines_load", test_shipped_pipelines_load},
         {"absent_keys_take_defaults", test_absent_keys_take_defaults},
         {"null_values_mean_absent", test_null_values_mean_absent},
         {"every_setting_is_read", test_every_setting_is_read},
