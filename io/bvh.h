@@ -36,8 +36,8 @@
  * t = floor((frames - 1) * frame_time * fps + 1e-9) + 1 (the 1e-9 only absorbs rounding: 30
  * frames 0.01 s apart give 30 frames at 100 fps, not 29). Its positions are linearly interpolated
  * between the two source frames around source frame s = k / fps / frame_time, i0 = floor(s),
- * weights 1 - (s - i0) and s - i0 (positions, not angles, are interpolated: between frames
- * 1/120 s apart the difference is far below the capture's noise). fps <= 0 keeps every frame.
+ * weights 1 - (s - i0) and s - i0 (positions are interpolated, not angles: see
+ * docs/KNOWN_ISSUES.md). fps <= 0 keeps every frame.
  *
  * Non-finite values are masked, as skel_seq's readers do: a NaN or infinite channel value (an
  * overflowing one such as 1e999 included) makes its joint and every descendant unknown in that
