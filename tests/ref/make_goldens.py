@@ -12,6 +12,8 @@
                                 layout ("stgcn": yysijie, "coskel": continual-skeletons)
   stgcn[_star]_clip_<layout>.safetensors  ST-GCN (CoST-GCN*: no padding) logits for one clip
   cost_gcn[_star]_steps_<layout>.safetensors  continual logits over a stream, see stgcn.py
+  bvh_cmu_01_01.npy             joint positions of the CMU BVH capture, written by bvh_fk.py
+                                (numpy only; `make goldens` runs it before this script)
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
