@@ -125,3 +125,55 @@ def graph_conv_case(cin, cout, nv, persons, frames, seed, form):
         y = gc.bn(z)
     y = y.permute(2, 1, 0, 3).reshape(frames, cout, 1, persons * nv).float()
     return x, tensors, y
+
+
+def _reference_module(repo, path, cls):
+    """continual-skeletons' graph convolution class `cls` from models/<path> in a checkout at
+    `repo`, without its model class and the imports only that needs (ride, datasets)."""
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location("cs_utils", os.path.join(repo, "models",
+                                                                          "utils.py"))
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    with open(os.path.join(repo, "models", path)) as f:
+        src = f.read().split("\nclass AGcn")[0]
+    src = "\n".join(line for line in src.splitlines()
+                    if not line.startswith(("import ride", "from datasets", "from models")))
+    scope = {"init_weights": utils.init_weights}
+    exec(compile(src, path, "exec"), scope)
+    return scope[cls]
+
+
+def _main():
+    """Sanity check (not a test, not run by make goldens): AdaptiveGraphConv in each form
+    against continual-skeletons' own modules, given the path of a checkout (a8fe293):
+    python3 tests/ref/agcn.py /path/to/continual-skeletons"""
+    import sys
+    import numpy as np
+    from seeded import seeded_tensor
+    torch.set_grad_enabled(False)
+    graph = np.random.RandomState(0).rand(3, 25, 25).astype(np.float32)
+    x = torch.randn(2, 6, 7, 25, dtype=torch.float64)
+    cases = (("clip", "a_gcn/a_gcn.py", "AdaptiveGraphConvolution"),
+             ("frame", "a_gcn/a_gcn.py", "AdaptiveGraphConvolution"),
+             ("mod", "a_gcn_mod/a_gcn_mod.py", "AdaptiveGraphConvolutionMod"))
+    for form, path, cls in cases:
+        ref = _reference_module(sys.argv[1], path, cls)(6, 16, graph).double().eval()
+        mine = AdaptiveGraphConv(6, 16, torch.from_numpy(graph), form).double().eval()
+        sd = ref.state_dict()
+        assert list(sd) == list(mine.state_dict()), "state_dict names or order differ"
+        for name, t in sd.items():
+            if not name.endswith("num_batches_tracked") and name != "A":
+                t.copy_(seeded_tensor(name, t.shape, 3))
+        mine.load_state_dict(sd)
+        if form == "frame":      # forward_step: the module on one frame at a time
+            want = torch.stack([ref(x[:, :, t: t + 1])[:, :, 0] for t in range(7)], 2)
+        else:
+            want = ref(x)
+        dev = ((mine(x) - want).abs().max() / want.abs().max()).item()
+        print("%s (%s %s): relative deviation %.2g" % (form, path, cls, dev))
+
+
+if __name__ == "__main__":
+    _main()
