@@ -122,12 +122,15 @@ typedef struct cin_transformer_opts {
 typedef struct cin_skeleton_opts {
     const char *variant;    /* "st-gcn" (default): temporal padding 4 and strides 2 in blocks 5
                                and 8, an output every 4 frames; "st-gcn*" (CoST-GCN*): no
-                               padding, stride 1, an output every frame */
+                               padding, stride 1, an output every frame; "agcn" and "agcn*":
+                               the same with 2s-AGCN's adaptive graph convolution (AGCN /
+                               CoAGCN, CoAGCN*), continual-skeletons' layout only */
     const char *graph;      /* joints: "ntu-rgb+d" (default, 25), "openpose" (18), "coco" (17),
                                "cmu31" (31, CMU BVH order) */
     const char *strategy;   /* adjacency partitions: "spatial" (default), "distance", "uniform" */
-    const char *layout;     /* seeded weights only: "st-gcn" (default) or
-                               "continual-skeletons"; a checkpoint's names decide otherwise */
+    const char *layout;     /* seeded weights only: "st-gcn" (default; for AGCN
+                               "continual-skeletons") or "continual-skeletons"; a checkpoint's
+                               names decide otherwise */
     int channels;           /* values per joint; default 3 */
     int persons;            /* default 2 */
     int clip_frames;        /* the regular model's clip; sets the continual pooling window;

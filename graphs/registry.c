@@ -80,8 +80,11 @@ static int skeleton_layout(const cin_model_opts *o, const wsrc *w, stgcn_layout 
     const char *name = o->skeleton ? o->skeleton->layout : NULL;
     if (o->weights)
         return stgcn_detect_layout(w, out, err);
+    *out = stgcn_default_layout(o->skeleton);
+    if (!name)
+        return 0;
     *out = STGCN_ORIGINAL;
-    if (!name || strcmp(name, stgcn_layout_name(STGCN_ORIGINAL)) == 0)
+    if (strcmp(name, stgcn_layout_name(STGCN_ORIGINAL)) == 0)
         return 0;
     *out = STGCN_COSKEL;
     if (strcmp(name, stgcn_layout_name(STGCN_COSKEL)) == 0)

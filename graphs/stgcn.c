@@ -6,7 +6,11 @@
  *   continual-skeletons:  relu(tcn(relu(bn(gcn(x)) + gres(x))) + res(x)), gres a 1x1 conv + bn
  *                         where the channels change
  * Without temporal padding (CoST-GCN*) the shortcut is centre-cropped by 4 frames, as
- * continual-skeletons' residual_shrink does. */
+ * continual-skeletons' residual_shrink does. AGCN (continual-skeletons' a_gcn, a_gcn_mod) is
+ * the same network in continual-skeletons' layout with an adaptive graph convolution: the
+ * graph is B_k = gcn.A + gcn.graph_attn (a sum, not ST-GCN's product) plus C_k from the
+ * embeddings gcn.a_conv.k and gcn.b_conv.k (ops/agcn.h); AGCN* takes a_gcn_mod's form of it,
+ * which only scales each joint (rowsum_graph). */
 #include "stgcn.h"
 
 #include <math.h>
@@ -17,6 +21,7 @@
 #include "activation.h"
 #include "adjacency.h"
 #include "affine.h"
+#include "agcn.h"
 #include "conv3d.h"
 #include "gcn.h"
 #include "linear.h"
@@ -33,6 +38,13 @@ static const block_spec blocks[] = {
 
 enum { N_BLOCKS = 10, TCN_KERNEL = 9, TCN_HALF = TCN_KERNEL / 2 };
 
+/* How a block's graph convolution finds its graph: ST-GCN's fixed one, 2s-AGCN's adaptive one
+ * (AGCN, CoAGCN), or a_gcn_mod's row sums of it (AGCN*, CoAGCN*). */
+typedef enum { GRAPH_FIXED, GRAPH_ADAPTIVE, GRAPH_ROWSUM } graph_kind;
+
+/* continual-skeletons' coff_embedding: the embeddings have cout / 4 channels. */
+enum { EMBED_DIVISOR = 4 };
+
 static const float bn_eps = 1e-5f;
 
 /* The builder's state; once anything fails, `failed` is set and later steps do nothing. */
@@ -46,6 +58,7 @@ typedef struct sk_ctx {
     cin_dims dims;          /* the frame entering the next node */
     int joints, persons, k;
     int pad, strided;       /* temporal padding of the 9-tap convolutions; 0: stride 1 only */
+    graph_kind graph_kind;
     const float *graph;     /* [k][V][V] built from the settings */
 } sk_ctx;
 
@@ -205,7 +218,15 @@ static cin_node *gcn_original(sk_ctx *x, int cout)
     return graph_conv(x, &p, v, 7);
 }
 
-/* continual-skeletons' graph: gcn.A times the learned gcn.graph_attn. */
+/* a[i] += b[i] over k * V * V entries. */
+static void add_graph(float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] += b[i];
+}
+
+/* continual-skeletons' graph: gcn.A times the learned gcn.graph_attn (ST-GCN), or plus it
+ * (AGCN). */
 static float *coskel_graph(sk_ctx *x)
 {
     int k = x->k, nv = x->joints;
@@ -214,21 +235,29 @@ static float *coskel_graph(sk_ctx *x)
     snprintf(name, sizeof name, "%sgcn.A", x->prefix);
     float *a = adjacency(x, name);
     float *mask = get(x, "gcn.graph_attn", 3, shape);
-    if (!x->failed)
+    if (!x->failed && x->graph_kind == GRAPH_FIXED)
         mask_graph(a, mask, (size_t)k * nv * nv);
+    else if (!x->failed)
+        add_graph(a, mask, (size_t)k * nv * nv);
     free(mask);
     return a;
 }
 
-/* continual-skeletons: g_conv.0..2 (1x1, with bias) after the aggregation, then gcn.bn. */
-static cin_node *gcn_coskel(sk_ctx *x, int cout)
+/* Two arrays of n and m floats; sets failed when out of memory. */
+static void alloc_pair(sk_ctx *x, size_t n, size_t m, float **a, float **b)
+{
+    *a = malloc(sizeof(float) * n);
+    *b = calloc(m, sizeof(float));
+    if (!x->failed && (!*a || !*b))
+        x->failed = cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory") != 0;
+}
+
+/* g_conv.0..k-1: the weights stacked [k][cout][cin] into v[0], the biases summed into v[1]. */
+static void get_g_conv(sk_ctx *x, int cout, float *v[2])
 {
     int k = x->k, cin = x->dims.c;
     int64_t wshape[4] = {cout, cin, 1, 1}, bshape[1] = {cout};
-    float *v[7] = {malloc(sizeof(float) * k * cout * cin), calloc((size_t)cout, sizeof(float))};
-    v[2] = coskel_graph(x);
-    if (!x->failed && (!v[0] || !v[1]))
-        x->failed = cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory") != 0;
+    alloc_pair(x, (size_t)k * cout * cin, (size_t)cout, &v[0], &v[1]);
     for (int i = 0; i < k && !x->failed; i++) {
         char leaf[48];
         snprintf(leaf, sizeof leaf, "gcn.g_conv.%d.weight", i);
@@ -242,10 +271,79 @@ static cin_node *gcn_coskel(sk_ctx *x, int cout)
         free(w);
         free(b);
     }
+}
+
+/* <conv>.0..k-1 (1x1 to `inter` channels, with bias) stacked into v[0] [k][inter][cin] and
+ * v[1] [k][inter]. */
+static void get_embedding(sk_ctx *x, const char *conv, int inter, float *v[2])
+{
+    int k = x->k, cin = x->dims.c;
+    int64_t wshape[4] = {inter, cin, 1, 1}, bshape[1] = {inter};
+    alloc_pair(x, (size_t)k * inter * cin, (size_t)k * inter, &v[0], &v[1]);
+    for (int i = 0; i < k && !x->failed; i++) {
+        char leaf[48];
+        snprintf(leaf, sizeof leaf, "gcn.%s.%d.weight", conv, i);
+        float *w = get(x, leaf, 4, wshape);
+        snprintf(leaf, sizeof leaf, "gcn.%s.%d.bias", conv, i);
+        float *b = get(x, leaf, 1, bshape);
+        if (!x->failed) {
+            memcpy(v[0] + (size_t)i * inter * cin, w, sizeof(float) * inter * cin);
+            memcpy(v[1] + (size_t)i * inter, b, sizeof(float) * inter);
+        }
+        free(w);
+        free(b);
+    }
+}
+
+/* a_gcn_mod.py's aggregation, einsum("nctv,nvwt->nctv", x, C + B), sums C + B over the target
+ * joint w: joint v is scaled by sum_w (C + B)[v][w] = 1 + sum_w B[v][w], since its softmax is
+ * over w too. b [k][V][V] becomes that diagonal, and the embeddings have no effect. */
+static void rowsum_graph(float *b, int k, int nv)
+{
+    for (int i = 0; i < k * nv; i++) {
+        float *row = b + (size_t)i * nv, sum = 1.0f;
+        for (int w = 0; w < nv; w++)
+            sum += row[w];
+        memset(row, 0, sizeof(float) * nv);
+        row[i % nv] = sum;
+    }
+}
+
+static cin_node *adaptive_conv(sk_ctx *x, int cout, float **v, int n_owned)
+{
+    cin_node *n = NULL;
+    if (!x->failed) {
+        agcn_params p = {.cin = x->dims.c, .cout = cout, .k = x->k,
+                         .inter = cout / EMBED_DIVISOR, .joints = x->joints,
+                         .persons = x->persons, .weight = v[0], .bias = v[1], .adj = v[2],
+                         .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6],
+                         .bn_eps = bn_eps, .theta_w = v[7], .theta_b = v[8], .phi_w = v[9],
+                         .phi_b = v[10]};
+        n = made(x, agcn_create(&p, &n, x->err), &n);
+    }
+    free_all(v, n_owned);
+    return n;
+}
+
+/* continual-skeletons: g_conv.0..2 (1x1, with bias) after the aggregation, then gcn.bn; for
+ * AGCN the embeddings gcn.a_conv.0..2 and gcn.b_conv.0..2 too. */
+static cin_node *gcn_coskel(sk_ctx *x, int cout)
+{
+    float *v[11] = {0};
+    get_g_conv(x, cout, v);
+    v[2] = coskel_graph(x);
     get_bn(x, "gcn.bn", cout, v + 3);
+    if (x->graph_kind != GRAPH_FIXED) {
+        get_embedding(x, "a_conv", cout / EMBED_DIVISOR, v + 7);
+        get_embedding(x, "b_conv", cout / EMBED_DIVISOR, v + 9);
+    }
+    if (x->graph_kind == GRAPH_ADAPTIVE)
+        return adaptive_conv(x, cout, v, 11);
+    if (x->graph_kind == GRAPH_ROWSUM && !x->failed)
+        rowsum_graph(v[2], x->k, x->joints);
     gcn_params p = {.cout = cout, .weight = v[0], .post_bias = v[1], .adj = v[2],
                     .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6]};
-    return graph_conv(x, &p, v, 7);
+    return graph_conv(x, &p, v, 11);
 }
 
 static cin_node *seq_of(sk_ctx *x, cin_node_list *l)
@@ -471,6 +569,32 @@ static int class_count(int option, const wsrc *w, stgcn_layout layout)
     return 60;
 }
 
+/* The variants: name, padded and strided (else no padding, stride 1), graph. */
+static const struct {
+    const char *name;
+    int strided;
+    graph_kind graph;
+} variants[] = {
+    {"st-gcn", 1, GRAPH_FIXED},
+    {"st-gcn*", 0, GRAPH_FIXED},
+    {"agcn", 1, GRAPH_ADAPTIVE},
+    {"agcn*", 0, GRAPH_ROWSUM},
+};
+
+static int variant_index(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof variants / sizeof variants[0]); i++)
+        if (name && strcmp(name, variants[i].name) == 0)
+            return i;
+    return -1;
+}
+
+stgcn_layout stgcn_default_layout(const cin_skeleton_opts *o)
+{
+    int i = variant_index(o ? o->variant : NULL);
+    return i >= 0 && variants[i].graph != GRAPH_FIXED ? STGCN_COSKEL : STGCN_ORIGINAL;
+}
+
 /* The settings with their defaults filled in. */
 typedef struct sk_settings {
     const char *variant, *graph, *strategy;
@@ -484,9 +608,9 @@ static int settings(const cin_skeleton_opts *o, sk_settings *s, cin_err *err)
     *s = (sk_settings){o->variant ? o->variant : "st-gcn", o->graph ? o->graph : "ntu-rgb+d",
                        o->strategy ? o->strategy : "spatial", o->channels ? o->channels : 3,
                        o->persons ? o->persons : 2, o->clip_frames ? o->clip_frames : 300};
-    if (strcmp(s->variant, "st-gcn") != 0 && strcmp(s->variant, "st-gcn*") != 0)
-        return cin_err_set(err, CIN_E_CONFIG, "st-gcn: variant '%s', expected st-gcn or "
-                           "st-gcn*", s->variant);
+    if (variant_index(s->variant) < 0)
+        return cin_err_set(err, CIN_E_CONFIG, "st-gcn: variant '%s', expected st-gcn, "
+                           "st-gcn*, agcn or agcn*", s->variant);
     if (s->channels < 1 || s->channels > 16 || s->persons < 1 || s->persons > 16)
         return cin_err_set(err, CIN_E_CONFIG, "st-gcn: %d channels and %d persons, expected "
                            "1 to 16 of each", s->channels, s->persons);
@@ -508,6 +632,10 @@ static int make_graph(const sk_settings *s, stgcn_layout layout, sk_ctx *x, floa
     if (layout == STGCN_COSKEL && x->k != 3)
         return cin_err_set(err, CIN_E_CONFIG, "st-gcn: continual-skeletons checkpoints use "
                            "the spatial strategy (3 partitions), not '%s'", s->strategy);
+    if (layout == STGCN_ORIGINAL && x->graph_kind != GRAPH_FIXED)
+        return cin_err_set(err, CIN_E_CONFIG, "st-gcn: variant '%s' takes checkpoints in "
+                           "continual-skeletons' layout (layers.layerN.gcn.a_conv...), not "
+                           "st-gcn's", s->variant);
     *a = malloc(sizeof(float) * 3 * 31 * 31);
     if (!*a)
         return cin_err_set(err, CIN_E_NOMEM, "st-gcn: out of memory");
@@ -535,6 +663,8 @@ int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layo
     float *graph = NULL;
     sk_ctx x = {.w = w, .layout = layout, .err = err};
     int rc = settings(o, &s, err);
+    int v = variant_index(s.variant);
+    x.graph_kind = rc ? GRAPH_FIXED : variants[v].graph;
     rc = rc ? rc : make_graph(&s, layout, &x, &graph, err);
     if (rc) {
         free(graph);
@@ -544,7 +674,7 @@ int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layo
     x.graph = graph;
     x.persons = s.persons;
     x.dims = (cin_dims){s.channels, 1, s.persons * x.joints};
-    x.strided = strcmp(s.variant, "st-gcn") == 0;
+    x.strided = variants[v].strided;
     x.pad = x.strided ? TCN_HALF : 0;
     *root = head(&x, backbone(&x), s.clip_frames, class_count(num_classes, w, layout));
     free(graph);

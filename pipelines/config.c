@@ -68,7 +68,7 @@ static const char *const pcfg_transformer_keys[] = {
     "activation", "pos", "class_token", "first_layer", NULL};
 static const char *const pcfg_skeleton_keys[] = {
     "variant", "graph", "strategy", "layout", "channels", "persons", "clip_frames", NULL};
-static const char *const pcfg_variants[] = {"st-gcn", "st-gcn*", NULL};
+static const char *const pcfg_variants[] = {"st-gcn", "st-gcn*", "agcn", "agcn*", NULL};
 static const char *const pcfg_graphs[] = {"ntu-rgb+d", "openpose", "coco", "cmu31", NULL};
 static const char *const pcfg_strategies[] = {"spatial", "distance", "uniform", NULL};
 static const char *const pcfg_sk_layouts[] = {"st-gcn", "continual-skeletons", NULL};
@@ -742,7 +742,8 @@ static int pcfg_parse_skeleton(const pcfg_map *model, pipe_model *pm)
     o->variant = pcfg_variants[variant];
     o->graph = pcfg_graphs[graph];
     o->strategy = pcfg_strategies[strategy];
-    o->layout = pcfg_sk_layouts[layout];
+    /* unset, the variant picks it (AGCN has continual-skeletons' names only) */
+    o->layout = pcfg_find(&m, "layout") ? pcfg_sk_layouts[layout] : NULL;
     return rc;
 }
 

@@ -364,7 +364,27 @@ static const struct {
     {"{arch: x3d, size: s, se_window: 1025}", "model.se_window", "1..1024"},
     {"{arch: x3d, size: s, weights: \"a\\0b\"}", "model.weights", "NUL character"},
     {"{arch: x3d, size: \"s\\nq\"}", "model.size", "got 's?q'"},
+    {"{arch: stgcn, skeleton: {variant: agcn2}}", "model.skeleton.variant",
+     "one of st-gcn, st-gcn*, agcn, agcn*, got 'agcn2'"},
 };
+
+/* An AGCN variant without a layout leaves the layout to the model (continual-skeletons'). */
+static void test_skeleton_variant_agcn_leaves_the_layout_unset(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err;
+    CU_ASSERT_FATAL(load_text("source: {type: skeleton, uri: a.npy}\nmodel: {arch: stgcn, "
+                              "skeleton: {variant: \"agcn*\"}}\n", &path, &c, &err) == 0);
+    CU_ASSERT_STRING_EQUAL(c->model.skeleton.variant, "agcn*");
+    CU_ASSERT_PTR_NULL(c->model.skeleton.layout);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text("source: {type: skeleton, uri: a.npy}\nmodel: {arch: stgcn, "
+                              "skeleton: {variant: agcn, layout: continual-skeletons}}\n",
+                              &path, &c, &err) == 0);
+    CU_ASSERT_STRING_EQUAL(c->model.skeleton.layout, "continual-skeletons");
+    pipe_config_free(c);
+}
 
 static void test_bad_model_settings_name_field(void)
 {
@@ -496,6 +516,8 @@ int test_config_register(void)
         {"unreadable_file_is_io_error", test_unreadable_file_is_io_error},
         {"bad_values_name_field_and_expectation", test_bad_values_name_field_and_expectation},
         {"bad_model_settings_name_field", test_bad_model_settings_name_field},
+        {"skeleton_variant_agcn_leaves_the_layout_unset",
+         test_skeleton_variant_agcn_leaves_the_layout_unset},
         {"source_keys_must_match_type", test_source_keys_must_match_type},
         {"truncation_at_every_byte_never_crashes", test_truncation_at_every_byte_never_crashes},
         {"random_mutations_never_crash", test_random_mutations_never_crash},

@@ -353,7 +353,7 @@ static void test_bad_skeleton_settings_name_the_setting(void)
         cin_skeleton_opts so;
         const char *fragment;
     } bad[] = {
-        {{.variant = "st-gcn++"}, "variant 'st-gcn++', expected st-gcn or st-gcn*"},
+        {{.variant = "st-gcn++"}, "variant 'st-gcn++', expected st-gcn, st-gcn*, agcn or agcn*"},
         {{.graph = "kinect"}, "graph layout 'kinect'"},
         {{.strategy = "hops"}, "strategy 'hops'"},
         {{.persons = 40}, "40 persons"},

@@ -14,6 +14,11 @@
   cost_gcn[_star]_steps_<layout>.safetensors  continual logits over a stream, see stgcn.py
   bvh_cmu_01_01.npy             joint positions of the CMU BVH capture, written by bvh_fk.py
                                 (numpy only; `make goldens` runs it before this script)
+  ops/agcn_<case>.safetensors   adaptive graph convolution: "clip" (C_k over the whole input)
+                                and "steps" (C_k per frame), see agcn.py
+  agcn_names_coskel.txt         state_dict name and shape of an AGCN checkpoint
+  agcn[_star]_clip_coskel.safetensors  AGCN (AGCN*: a_gcn_mod) logits for one clip
+  coagcn[_star]_steps_coskel.safetensors  CoAGCN (CoAGCN*) logits stepped over a stream
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
@@ -41,6 +46,8 @@ from stgcn import LAYOUTS as STGCN_LAYOUTS  # noqa: E402
 from stgcn import clip_logits as stgcn_clip_logits  # noqa: E402
 from stgcn import (VARIANTS, StGcn, continual_geometry, continual_logits,  # noqa: E402
                    name_lines, seed_weights)
+from agcn import VARIANTS as AGCN_VARIANTS  # noqa: E402
+from agcn import AGcn, graph_conv_case  # noqa: E402
 from transformer import ContinualEncoder, plain_window_logits, window_logits  # noqa: E402
 from x3d import SIZES, X3D, clip_logits, name_map_lines, stage_depths  # noqa: E402
 
@@ -94,6 +101,22 @@ STGCN_CONTINUAL_CASES = [
     ("cost_gcn_steps_coskel", "coskel", "stgcn", 100, 128),
     ("cost_gcn_star_steps_coskel", "coskel", "stgcn_star", 100, 128),
     ("cost_gcn_steps_stgcn", "stgcn", "stgcn", 100, 128),
+]
+
+# AGCN goldens: the ST-GCN shapes. Operator cases: name, C_in, C_out, joints, persons, frames
+AGCN_OP_CASES = [
+    ("agcn_c4_c8_m2", 4, 8, 25, 2, 6),
+    ("agcn_c6_c16_m1", 6, 16, 7, 1, 5),
+]
+# name, variant (agcn.py), frames
+AGCN_CLIP_CASES = [
+    ("agcn_clip_coskel", "agcn", 64),
+    ("agcn_star_clip_coskel", "agcn_star", 100),
+]
+# name, variant, clip frames, stream frames
+AGCN_CONTINUAL_CASES = [
+    ("coagcn_steps_coskel", "coagcn", 100, 128),
+    ("coagcn_star_steps_coskel", "agcn_star", 100, 128),
 ]
 
 
@@ -290,6 +313,64 @@ def stgcn_goldens(outdir):
     assert dev < 1e-10, "CoST-GCN* first step and ST-GCN* clip differ by %g" % dev
 
 
+def agcn_op_golden(outdir, seed, name, cin, cout, joints, persons, frames):
+    x, tensors, clip = graph_conv_case(cin, cout, joints, persons, frames, seed, "clip")
+    _, _, steps = graph_conv_case(cin, cout, joints, persons, frames, seed, "frame")
+    meta = {"op": "agcn", "seed": seed, "layout": "TCHW", "compute": "float64", "k": 3,
+            "inter": cout // 4, "joints": joints, "persons": persons, "relu": 0, "delay": 0,
+            "clip": "C_k over all frames", "steps": "C_k per frame",
+            "reference": "continual-skeletons models/a_gcn/a_gcn.py AdaptiveGraphConvolution "
+                         "without gcn_residual and ReLU"}
+    out = [("input", x)] + list(tensors.items()) + [("clip", clip), ("steps", steps)]
+    write_safetensors(os.path.join(outdir, "ops", name + ".safetensors"), out, meta)
+
+
+def _agcn_model(variant):
+    model = AGcn(variant, STGCN_SHAPE[0], STGCN_CLASSES, STGCN_SHAPE[2], *STGCN_GRAPH).eval()
+    seed_weights(model, WEIGHT_SEED)
+    return model
+
+
+def _agcn_meta(variant, frames, x):
+    base, form = AGCN_VARIANTS[variant]
+    meta = _stgcn_meta("coskel", base, frames, x)
+    meta.update({"model": "agcn", "variant": variant, "graph_form": form,
+                 "reference": "continual-skeletons models/a_gcn, a_gcn_mod, coa_gcn, "
+                              "coa_gcn_mod"})
+    return meta
+
+
+def agcn_goldens(outdir):
+    for i, case in enumerate(AGCN_OP_CASES):
+        agcn_op_golden(outdir, 700 + i, *case)
+    with open(os.path.join(outdir, "agcn_names_coskel.txt"), "w") as f:
+        f.write("\n".join(name_lines(_agcn_model("agcn"))) + "\n")
+    clips, steps = {}, {}
+    for name, variant, frames in AGCN_CLIP_CASES:
+        x = seeded_input((frames,) + STGCN_SHAPE, INPUT_SEED)
+        clips[name] = _stgcn_run(name, _agcn_model(variant), stgcn_clip_logits, x)
+        write_safetensors(os.path.join(outdir, name + ".safetensors"),
+                          [("logits", clips[name].float())], _agcn_meta(variant, frames, x))
+    for name, variant, clip_frames, frames in AGCN_CONTINUAL_CASES:
+        model = _agcn_model(variant)
+        x = seeded_input((frames,) + STGCN_SHAPE, INPUT_SEED)
+        geo = continual_geometry(model, clip_frames, frames)
+        steps[name] = _stgcn_run(
+            name, model, lambda m, v: continual_logits(m, v, clip_frames)[0], x)
+        meta = _agcn_meta(variant, frames, x)
+        meta.update({"mode": "continual", "clip_frames": clip_frames, "stream_frames": frames,
+                     "rf": geo["rf"], "pad": geo["pad"], "stride": geo["stride"],
+                     "w": geo["w"], "p": geo["p"], "computable_positions": geo["computable"],
+                     "positions": steps[name].shape[0], "first_step": geo["first_step"],
+                     "temporal_fill": "zeros", "pool_count_include_pad": 1})
+        write_safetensors(os.path.join(outdir, name + ".safetensors"),
+                          [("logits", steps[name].float())], meta)
+    # AGCN*'s graph is per frame in both modes: its first step is the clip over frames 0..99.
+    dev = (steps["coagcn_star_steps_coskel"][0] - clips["agcn_star_clip_coskel"]).abs().max()
+    assert dev <= 1e-10 * clips["agcn_star_clip_coskel"].abs().max(), \
+        "CoAGCN* first step and AGCN* clip differ by %g" % dev
+
+
 def main():
     t0 = time.time()
     os.makedirs(GOLDEN, exist_ok=True)
@@ -303,6 +384,7 @@ def main():
     for case in TRANSFORMER_CASES:
         transformer_golden(GOLDEN, *case)
     stgcn_goldens(GOLDEN)
+    agcn_goldens(GOLDEN)
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 
