@@ -408,7 +408,7 @@ int ntu_read_with_counts(const char *path, int max_persons, skel_seq *out, ntu_c
         skel_seq_free(out);
         return rc;
     }
-    out->masked = c.masked_joints * NTU_CHANNELS + c.dropped_bodies * NTU_CHANNELS * NTU_JOINTS;
+    out->masked = c.masked_joints + c.dropped_bodies * NTU_JOINTS;
     if (counts)
         *counts = c;
     return 0;

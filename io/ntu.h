@@ -27,8 +27,8 @@
  * the rest. Bodies beyond max_persons in a frame are read, checked and dropped.
  *
  * Masking: a joint with a NaN or infinite x, y or z (or one beyond the float range) is stored
- * as 0 in all three channels. seq.masked counts the values lost: 3 for each such joint and
- * 3 * 25 for each dropped body. ntu_read_with_counts says which is which.
+ * as 0 in all three channels. seq.masked counts the joints lost: 1 for each such joint and
+ * 25 for each dropped body. ntu_read_with_counts says which is which.
  */
 #ifndef CIN_IO_NTU_H
 #define CIN_IO_NTU_H

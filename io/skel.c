@@ -14,11 +14,16 @@ void skel_seq_free(skel_seq *s)
 
 void skel_seq_mask(skel_seq *s)
 {
-    size_t n = (size_t)s->t * s->c * s->v * s->m;
-    for (size_t i = 0; i < n; i++) {
-        if (isfinite(s->data[i]))
-            continue;
-        s->data[i] = 0.0f;
-        s->masked++;
+    size_t plane = (size_t)s->v * s->m;          /* one channel of a frame: [v][m] */
+    for (int t = 0; t < s->t; t++) {
+        float *f = s->data + (size_t)t * s->c * plane;
+        for (size_t j = 0; j < plane; j++) {
+            int bad = 0;
+            for (int c = 0; c < s->c; c++)
+                bad |= !isfinite(f[c * plane + j]);
+            for (int c = 0; bad && c < s->c; c++)
+                f[c * plane + j] = 0.0f;
+            s->masked += bad;
+        }
     }
 }

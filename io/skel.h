@@ -10,10 +10,12 @@
 typedef struct skel_seq {
     int t, c, v, m;         /* frames, channels per joint, joints, persons */
     float *data;            /* [t][c][v][m], malloc'd, owned by the sequence */
-    int64_t masked;         /* NaN, infinite or missing values set to 0 when read */
+    int64_t masked;         /* joints set to 0 when read (a NaN or infinite value, a person
+                               dropped), counted once a joint and frame */
 } skel_seq;
 
-/* Sets every NaN or infinite value to 0 and adds their number to s->masked. */
+/* Sets every joint with a NaN or infinite value to 0 in all its channels, adding one to
+ * s->masked for each. */
 void skel_seq_mask(skel_seq *s);
 
 /* Frees data and zeroes the sequence; safe on a zeroed or already freed one. */

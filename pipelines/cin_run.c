@@ -82,8 +82,8 @@ static void summary(const pipe_stats *s, int failed)
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     if (s->skipped || s->masked)
-        fprintf(stderr, ", %lld malformed records skipped, %lld missing or non-finite values "
-                "set to 0", (long long)s->skipped, (long long)s->masked);
+        fprintf(stderr, ", %lld malformed records skipped, %lld missing or non-finite %s set "
+                "to 0", (long long)s->skipped, (long long)s->masked, s->masked_unit);
     if (s->unnormalised)
         fprintf(stderr, ", %lld persons not normalised (root or bone missing)",
                 (long long)s->unnormalised);

@@ -525,10 +525,12 @@ static void source_counts(const run *r, pipe_stats *st)
     if (r->src.features) {
         st->skipped = feat_skipped(r->src.features);
         st->masked = feat_masked(r->src.features);
+        st->masked_unit = "values";
     }
     if (r->src.skeleton) {
         st->skipped = sksrc_skipped(r->src.skeleton);
         st->masked = sksrc_masked(r->src.skeleton);
+        st->masked_unit = "joints";
         st->unnormalised = sksrc_unnormalised(r->src.skeleton);
     }
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bvh.h"
 #include "npy.h"
 #include "ntu.h"
 #include "skel.h"
@@ -56,6 +57,17 @@ static int open_npy(sksrc *s, cin_err *err)
     return 0;
 }
 
+/* BVH: joint positions resampled to preprocess.fps, or at the file's own rate. */
+static int open_bvh(sksrc *s, cin_err *err)
+{
+    bvh_info info;
+    int rc = bvh_read_ex(s->uri, s->o.fps, &s->seq, &info, err);
+    if (rc == 0 && s->o.fps <= 0)
+        s->rate = 1.0 / info.frame_time;
+    bvh_info_free(&info);
+    return rc;
+}
+
 static int open_file(sksrc *s, cin_err *err)
 {
     const sksrc_opts *o = &s->o;
@@ -66,8 +78,7 @@ static int open_file(sksrc *s, cin_err *err)
     else if (o->format == PIPE_FORMAT_NTU)
         rc = ntu_read(s->uri, o->persons, &s->seq, err);
     else
-        rc = cin_err_set(err, CIN_E_UNSUPPORTED, "%s: BVH files are not read yet; give an "
-                         "npy [frames, values, joints, persons]", s->uri);
+        rc = open_bvh(s, err);
     return rc ? rc : check_layout(s, s->seq.c, s->seq.v, s->seq.m, err);
 }
 

@@ -240,7 +240,7 @@ static void test_bodies_beyond_max_persons_are_dropped_and_counted(void)
     CU_ASSERT(person_is(&q, 0, 0, 0) && person_is(&q, 0, 1, 1));
     CU_ASSERT(person_is(&q, 1, 0, 0) && person_is(&q, 1, 1, -1));
     CU_ASSERT(c.bodies == 4 && c.dropped_bodies == 1 && c.max_bodies == 3);
-    CU_ASSERT_EQUAL(q.masked, 3 * 25);
+    CU_ASSERT_EQUAL(q.masked, 25);
     skel_seq_free(&q);
 
     /* with room for all three, nothing is dropped */
@@ -278,7 +278,7 @@ static void test_nonfinite_coordinates_are_masked_and_counted(void)
     int rc = read_bytes(tu_tmp_path("nan.skeleton"), s.s, s.n, 2, &q, &c, &err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL(c.masked_joints, 3);
-    CU_ASSERT_EQUAL(q.masked, 9);
+    CU_ASSERT_EQUAL(q.masked, 3);
     for (int ch = 0; ch < 3; ch++) {
         CU_ASSERT_EQUAL(at(&q, 0, ch, 3, 0), 0.0f);
         CU_ASSERT_EQUAL(at(&q, 0, ch, 7, 1), 0.0f);

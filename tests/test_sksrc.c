@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bvh.h"
 #include "config.h"
 #include "npy.h"
 #include "ntu.h"
@@ -65,11 +66,12 @@ static void test_npy_persons_are_laid_out_side_by_side_and_padded(void)
     free(x);
 }
 
-static void test_npy_non_finite_values_are_masked_and_counted(void)
+static void test_npy_joints_with_non_finite_values_are_masked_and_counted(void)
 {
     enum { T = 2, C = 2, V = 3, M = 1 };
     const char *path = tu_tmp_path("sk_nan.npy");
-    float x[T * C * V * M] = {1, 2, 3, 4, 5, 6, NAN, 8, INFINITY, 10, -INFINITY, 12};
+    /* frame 1: joint 0 has a NaN x, joint 1 an infinite y: both lose every channel */
+    float x[T * C * V * M] = {1, 2, 3, 4, 5, 6, NAN, 8, 9, 10, -INFINITY, 12};
     int64_t shape[4] = {T, C, V, M};
     CU_ASSERT_EQUAL_FATAL(npy_write_f32(path, 4, shape, x, NULL), 0);
     sksrc_opts o = opts_for(path, PIPE_FORMAT_NPY, C, V, M);
@@ -80,9 +82,9 @@ static void test_npy_non_finite_values_are_masked_and_counted(void)
     double pts;
     CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, NULL), 1);
     CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, NULL), 1);
-    const float want[C * V * M] = {0, 8, 0, 10, 0, 12};
+    const float want[C * V * M] = {0, 0, 9, 0, 0, 12};
     CU_ASSERT_EQUAL(memcmp(frame, want, sizeof want), 0);
-    CU_ASSERT_EQUAL(sksrc_masked(s), 3);
+    CU_ASSERT_EQUAL(sksrc_masked(s), 2);
     sksrc_close(s);
 }
 
@@ -151,6 +153,23 @@ static void test_npy_of_another_shape_is_refused_naming_the_file(void)
     expect_refused(&o, CIN_E_SHAPE, "25 joints");
 }
 
+static void test_files_of_another_skeleton_are_refused_naming_them(void)
+{
+    sksrc_opts o = opts_for("media/assimp-testmodels__cmu_01_01.bvh", PIPE_FORMAT_BVH, 3, 25,
+                            2);
+    expect_refused(&o, CIN_E_SHAPE, "31 joints");
+    o = opts_for("media/ntu_sample.skeleton", PIPE_FORMAT_NTU, 2, 25, 2);
+    expect_refused(&o, CIN_E_SHAPE, "3 values");
+    size_t len;
+    unsigned char *bvh = tu_read_file("media/assimp-testmodels__cmu_01_01.bvh", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bvh);
+    const char *cut = tu_tmp_path("cut.bvh");
+    CU_ASSERT_EQUAL(tu_write_file(cut, bvh, len / 2), 0);
+    free(bvh);
+    o = opts_for(cut, PIPE_FORMAT_BVH, 3, 31, 1);
+    expect_refused(&o, CIN_E_FORMAT, "cut.bvh:");
+}
+
 static void test_live_rows_need_two_or_three_coordinates(void)
 {
     sksrc_opts o = opts_for("-", PIPE_FORMAT_JSONL, 5, 25, 1);
@@ -170,25 +189,37 @@ static int run_yaml(const char *path, pipe_stats *st, cin_err *err)
     return rc;
 }
 
-/* The logits of CoST-GCN* (seed 4, 25 joints, 2 persons, 100-frame clips) stepped by hand over
- * frames [t][3][v][m], compared with the rows a pipeline wrote; returns the outputs matched. */
-static int compare_with_model(const float *x, int t, int m, const float *rows, double *worst)
+/* The skeleton model the pipelines below run: CoST-GCN*, seed 4, 60 classes, 100-frame
+ * clips, on graph g with `persons` persons. */
+typedef struct sk_model {
+    const char *graph;
+    int joints, persons;
+} sk_model;
+
+static const sk_model NTU2 = {"ntu-rgb+d", 25, 2}, CMU1 = {"cmu31", 31, 1};
+
+/* Steps that model by hand over frames [t][3][v][m] (m <= persons) and compares its logits
+ * with the rows a pipeline wrote; returns the outputs matched, the worst error in *worst. */
+static int compare_with_model(const sk_model *g, const float *x, int t, int m, const float *rows,
+                              double *worst)
 {
-    enum { V = 25, MODEL_M = 2, K = 60 };
-    cin_skeleton_opts so = {.variant = "st-gcn*", .persons = MODEL_M, .clip_frames = 100};
+    enum { K = 60, C = 3 };
+    int nv = g->joints, np = g->persons;
+    cin_skeleton_opts so = {.variant = "st-gcn*", .graph = g->graph, .persons = np,
+                            .clip_frames = 100};
     cin_model_opts o = {.arch = "stgcn", .seed = 4, .num_classes = K, .skeleton = &so};
     cin_model *model;
     cin_stream *s;
     CU_ASSERT_EQUAL_FATAL(cin_model_load(&o, &model, NULL), 0);
     CU_ASSERT_EQUAL_FATAL(cin_stream_create(model, &s, NULL), 0);
-    float frame[3 * MODEL_M * V], logits[K];
+    float *frame = malloc(sizeof(float) * C * np * nv), logits[K];
     int matched = 0;
     for (int i = 0; i < t; i++) {
-        memset(frame, 0, sizeof frame);
-        for (int c = 0; c < 3; c++)
-            for (int v = 0; v < V; v++)
+        memset(frame, 0, sizeof(float) * C * np * nv);
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < nv; v++)
                 for (int p = 0; p < m; p++)
-                    frame[AT(c, p, v, MODEL_M, V)] = x[((size_t)(i * 3 + c) * V + v) * m + p];
+                    frame[AT(c, p, v, np, nv)] = x[((size_t)(i * C + c) * nv + v) * m + p];
         int have = cin_stream_step(s, frame, logits) == 1;
         CU_ASSERT_EQUAL(have, !isnan(rows[(size_t)i * K]));
         if (have && !isnan(rows[(size_t)i * K])) {
@@ -196,39 +227,53 @@ static int compare_with_model(const float *x, int t, int m, const float *rows, d
             matched++;
         }
     }
+    free(frame);
     cin_stream_free(s);
     cin_model_free(model);
     return matched;
+}
+
+/* Runs a pipeline of that model over `uri` into an npy sink; returns its rows. */
+static float *run_skeleton_pipeline(const sk_model *g, const char *uri, const char *pre,
+                                    pipe_stats *st)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "source: {type: skeleton, uri: %s}\n"
+             "preprocess: {%s}\n"
+             "model: {arch: stgcn, seed: 4, num_classes: 60,\n"
+             "        skeleton: {variant: \"st-gcn*\", graph: %s, persons: %d,\n"
+             "                   clip_frames: 100}}\n"
+             "postprocess: {softmax: false, topk: 1}\n"
+             "sinks: [{type: npy, path: sk_out.npy}]\n", uri, pre, g->graph, g->persons);
+    const char *yaml = tu_tmp_path("sk_run.yaml");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+    cin_err err = {0};
+    int rc = run_yaml(yaml, st, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    int ndim;
+    int64_t shape[8];
+    float *rows = NULL;
+    CU_ASSERT_EQUAL(npy_read_f32(tu_tmp_path("sk_out.npy"), &ndim, shape, &rows, NULL), 0);
+    CU_ASSERT(ndim == 2 && shape[0] == st->frames && shape[1] == 60);
+    return rows;
 }
 
 static void test_npy_skeletons_through_cin_run_equal_the_model_stepped(void)
 {
     enum { T = 120, M = 1, DELAY = 99 };
     float *x = write_seq(tu_tmp_path("sk_run.npy"), T, 3, 25, M);
-    const char *yaml = tu_tmp_path("sk_run.yaml");
-    const char *text =
-        "source: {type: skeleton, uri: sk_run.npy}\n"
-        "model: {arch: stgcn, seed: 4, num_classes: 60,\n"
-        "        skeleton: {variant: \"st-gcn*\", persons: 2, clip_frames: 100}}\n"
-        "postprocess: {softmax: false, topk: 1}\n"
-        "sinks: [{type: npy, path: sk_run_out.npy}]\n";
-    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
     pipe_stats st;
-    cin_err err = {0};
-    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    float *rows = run_skeleton_pipeline(&NTU2, tu_tmp_path("sk_run.npy"), "", &st);
     CU_ASSERT_EQUAL(st.frames, T);
     /* CoST-GCN*: 10 blocks of temporal kernel 9, 80 frames, then a head window of the
      * 100 - 80 = 20 positions of a clip: delay 80 + 19 */
     CU_ASSERT_EQUAL(st.delay, DELAY);
     CU_ASSERT_EQUAL(st.outputs, T - DELAY);
-    int ndim;
-    int64_t shape[8];
-    float *rows;
-    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("sk_run_out.npy"), &ndim, shape, &rows, NULL),
-                          0);
-    CU_ASSERT_EQUAL(shape[0], T);
     double worst = 0.0;
-    CU_ASSERT_EQUAL(compare_with_model(x, T, M, rows, &worst), T - DELAY);
+    CU_ASSERT_EQUAL(compare_with_model(&NTU2, x, T, M, rows, &worst), T - DELAY);
     CU_ASSERT(worst == 0.0);
     free(rows);
     free(x);
@@ -237,30 +282,47 @@ static void test_npy_skeletons_through_cin_run_equal_the_model_stepped(void)
 static void test_ntu_file_through_cin_run_equals_the_model_stepped(void)
 {
     enum { T = 120, DELAY = 99 };
-    char cwd[512], text[1024];
-    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
-    snprintf(text, sizeof text,
-             "source: {type: skeleton, uri: %s/media/ntu_wave.skeleton}\n"
-             "model: {arch: stgcn, seed: 4, num_classes: 60,\n"
-             "        skeleton: {variant: \"st-gcn*\", persons: 2, clip_frames: 100}}\n"
-             "postprocess: {softmax: false, topk: 1}\n"
-             "sinks: [{type: npy, path: ntu_out.npy}]\n", cwd);
-    const char *yaml = tu_tmp_path("ntu_run.yaml");
-    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+    const char *uri = "media/ntu_wave.skeleton";
+    char abs[600];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(uri, abs));
     pipe_stats st;
-    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, NULL), 0);
+    float *rows = run_skeleton_pipeline(&NTU2, abs, "", &st);
     CU_ASSERT_EQUAL(st.frames, T);
     CU_ASSERT_EQUAL(st.outputs, T - DELAY);
     skel_seq seq;
-    CU_ASSERT_EQUAL_FATAL(ntu_read("media/ntu_wave.skeleton", 2, &seq, NULL), 0);
-    int ndim;
-    int64_t shape[8];
-    float *rows;
-    CU_ASSERT_EQUAL_FATAL(npy_read_f32(tu_tmp_path("ntu_out.npy"), &ndim, shape, &rows, NULL),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(ntu_read(uri, 2, &seq, NULL), 0);
     double worst = 0.0;
-    CU_ASSERT_EQUAL(compare_with_model(seq.data, T, 2, rows, &worst), T - DELAY);
+    CU_ASSERT_EQUAL(compare_with_model(&NTU2, seq.data, T, 2, rows, &worst), T - DELAY);
     CU_ASSERT(worst == 0.0);
+    free(rows);
+    skel_seq_free(&seq);
+}
+
+/* The real CMU capture, 2752 frames at 120 Hz resampled to 10 fps (230 frames), centred on
+ * the hips: the rows equal the model stepped over bvh_read_ex's positions, centred by hand. */
+static void test_real_bvh_capture_through_cin_run_equals_the_model_stepped(void)
+{
+    enum { T = 230, V = 31, DELAY = 99 };
+    const char *uri = "media/assimp-testmodels__cmu_01_01.bvh";
+    char abs[600];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(uri, abs));
+    pipe_stats st;
+    float *rows = run_skeleton_pipeline(&CMU1, abs, "fps: 10, centre_joint: 0", &st);
+    CU_ASSERT_EQUAL(st.frames, T);
+    CU_ASSERT_EQUAL(st.outputs, T - DELAY);
+    CU_ASSERT_EQUAL(st.masked, 0);
+    skel_seq seq;
+    CU_ASSERT_EQUAL_FATAL(bvh_read_ex(uri, 10.0, &seq, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(seq.t, T);
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < 3; c++) {
+            float *p = seq.data + (size_t)(t * 3 + c) * V;
+            for (int v = V - 1; v >= 0; v--)
+                p[v] -= p[0];
+        }
+    double worst = 0.0;
+    CU_ASSERT_EQUAL(compare_with_model(&CMU1, seq.data, T, 1, rows, &worst), T - DELAY);
+    CU_ASSERT(worst <= 1e-5);
     free(rows);
     skel_seq_free(&seq);
 }
@@ -272,17 +334,21 @@ int test_sksrc_register(void)
         return -1;
     int ok = CU_add_test(s, "npy persons are laid out side by side and padded",
                          test_npy_persons_are_laid_out_side_by_side_and_padded) &&
-             CU_add_test(s, "npy non-finite values are masked and counted",
-                         test_npy_non_finite_values_are_masked_and_counted) &&
+             CU_add_test(s, "npy joints with non-finite values are masked and counted",
+                         test_npy_joints_with_non_finite_values_are_masked_and_counted) &&
              CU_add_test(s, "npy of another shape is refused naming the file",
                          test_npy_of_another_shape_is_refused_naming_the_file) &&
              CU_add_test(s, "ntu file gives its bodies as persons",
                          test_ntu_file_gives_its_bodies_as_persons) &&
+             CU_add_test(s, "files of another skeleton are refused naming them",
+                         test_files_of_another_skeleton_are_refused_naming_them) &&
              CU_add_test(s, "live rows need two or three coordinates",
                          test_live_rows_need_two_or_three_coordinates) &&
              CU_add_test(s, "npy skeletons through cin-run equal the model stepped",
                          test_npy_skeletons_through_cin_run_equal_the_model_stepped) &&
              CU_add_test(s, "ntu file through cin-run equals the model stepped",
-                         test_ntu_file_through_cin_run_equals_the_model_stepped);
+                         test_ntu_file_through_cin_run_equals_the_model_stepped) &&
+             CU_add_test(s, "real bvh capture through cin-run equals the model stepped",
+                         test_real_bvh_capture_through_cin_run_equals_the_model_stepped);
     return ok ? 0 : -1;
 }
