@@ -102,18 +102,17 @@ static int load_stgcn(const cin_model_opts *o, const cin_logger *log, cin_model 
         return rc;
     stgcn_layout layout = STGCN_ORIGINAL;
     cin_node *root = NULL;
-    int clip_frames = 0;
+    stgcn_shape shape = {0};
     rc = skeleton_layout(o, w, &layout, err);
-    rc = rc ? rc : stgcn_build(o->skeleton, o->num_classes, w, layout, &root, &clip_frames,
-                               err);
+    rc = rc ? rc : stgcn_build(o->skeleton, o->num_classes, w, layout, &root, &shape, err);
     const char *lname = o->weights ? stgcn_layout_name(layout) : "seeded";
     if (rc == 0)
         cin_log(log, CIN_LOG_INFO, "model", "st-gcn: %s weights from %s", lname, wsrc_name(w));
     wsrc_close(w);
-    rc = rc ? rc : cin_model_wrap(root, clip_frames, lname, log, out, err);
+    rc = rc ? rc : cin_model_wrap(root, shape.clip_frames, lname, log, out, err);
     if (rc == 0) {
-        (*out)->info.persons = o->skeleton && o->skeleton->persons ? o->skeleton->persons : 2;
-        (*out)->info.joints = (*out)->info.in_width / (*out)->info.persons;
+        (*out)->info.joints = shape.joints;
+        (*out)->info.persons = shape.persons;
     }
     return rc;
 }

@@ -656,7 +656,7 @@ static int check_all_used(const wsrc *w, cin_node **root, cin_err *err)
 }
 
 int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layout layout,
-                cin_node **root, int *clip_frames, cin_err *err)
+                cin_node **root, stgcn_shape *shape, cin_err *err)
 {
     *root = NULL;
     sk_settings s;
@@ -678,7 +678,7 @@ int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layo
     x.pad = x.strided ? TCN_HALF : 0;
     *root = head(&x, backbone(&x), s.clip_frames, class_count(num_classes, w, layout));
     free(graph);
-    *clip_frames = s.clip_frames;
+    *shape = (stgcn_shape){s.clip_frames, x.joints, s.persons};
     if (!*root)
         return err && err->code ? err->code : CIN_E_NOMEM;
     return check_all_used(w, root, err);

@@ -22,9 +22,15 @@ stgcn_layout stgcn_default_layout(const cin_skeleton_opts *o);
 /* Finds the layout from the checkpoint's names. */
 int stgcn_detect_layout(const wsrc *w, stgcn_layout *out, cin_err *err);
 
-/* Builds the graph with num_classes outputs (0: from the checkpoint, else 60). *clip_frames
- * gets the regular model's clip length. */
+/* What a built model takes and spans, its settings' defaults filled in. */
+typedef struct stgcn_shape {
+    int clip_frames;        /* the regular model's clip */
+    int joints, persons;    /* a frame is [channels][1][persons * joints] */
+} stgcn_shape;
+
+/* Builds the graph with num_classes outputs (0: from the checkpoint, else 60); *shape gets
+ * its clip length, joints and persons. */
 int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layout layout,
-                cin_node **root, int *clip_frames, cin_err *err);
+                cin_node **root, stgcn_shape *shape, cin_err *err);
 
 #endif
