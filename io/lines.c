@@ -1,11 +1,12 @@
-/* Line source (see lines.h). A read(2) loop fills one buffer that grows to the longest line
- * seen, never past max_line; lines are cut in place. Working on a descriptor rather than a FILE
- * makes pipes, FIFOs and sockets behave as files do, and lets a line that is too long be
- * dropped chunk by chunk instead of being held whole. */
+/* Line source (see lines.h). Reads submitted through io_uring fill one buffer that grows to
+ * the longest line seen, never past max_line; lines are cut in place. Working on a descriptor
+ * rather than a FILE makes pipes, FIFOs and sockets behave as files do, and lets a line that is
+ * too long be dropped chunk by chunk instead of being held whole. */
 #include "lines.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +24,9 @@
 struct lines_src {
     int fd;
     int own_fd;                 /* 0 for stdin, which stays open */
+    int datagrams;              /* udp://: each read is one datagram, which ends a line */
+    int have_ring;
+    struct io_uring ring;       /* one read in flight at a time */
     lines_warn_fn warn;
     void *warn_user;
     char *name;                 /* the uri, or "stdin", for messages */
@@ -32,7 +36,7 @@ struct lines_src {
     size_t max_cap;
     char *buf;                  /* [start, end) read, not consumed; no newline in [start, scan) */
     size_t cap, start, scan, end;
-    int eof;                    /* read(2) returned 0 */
+    int eof;                    /* a read returned 0 (never for datagrams) */
     int read_errno;             /* nonzero once a read failed; lines_next fails from then on */
     int64_t line_no;            /* of the line last taken from buf, from 1 */
     int64_t skipped;
@@ -172,6 +176,30 @@ static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
     return rc;
 }
 
+/* udp://HOST:PORT binds that local address and takes the datagrams sent to it. */
+static int lines_open_udp(const char *uri, int *fd, cin_err *err)
+{
+    char host[INET6_ADDRSTRLEN + 1], port[8];
+    long port_no;
+    if (lines_split_host(uri + strlen("udp://"), host, sizeof host, &port_no) != 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: expected udp://HOST:PORT", uri);
+    snprintf(port, sizeof port, "%ld", port_no);
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: host is not a numeric address: %s", uri,
+                           gai_strerror(gai));
+    int rc = 0;
+    *fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0 || bind(*fd, ai->ai_addr, ai->ai_addrlen) != 0)
+        rc = cin_err_set(err, CIN_E_IO, "%s: cannot %s: %s", uri, *fd < 0 ? "create a socket"
+                         : "bind", strerror(errno));
+    freeaddrinfo(ai);
+    return rc;
+}
+
 static int lines_open_fd(lines_src *s, const char *uri, cin_err *err)
 {
     if (!strcmp(uri, "-")) {
@@ -183,6 +211,10 @@ static int lines_open_fd(lines_src *s, const char *uri, cin_err *err)
         return lines_open_tcp(uri, &s->fd, err);
     if (!strncmp(uri, "unix:", strlen("unix:")))
         return lines_open_unix(uri, &s->fd, err);
+    if (!strncmp(uri, "udp://", strlen("udp://"))) {
+        s->datagrams = 1;
+        return lines_open_udp(uri, &s->fd, err);
+    }
     return lines_open_file(uri, &s->fd, err);
 }
 
@@ -193,6 +225,27 @@ static int lines_check_opts(const lines_opts *o, cin_err *err)
     if (o->max_line < 1 || o->max_line > SIZE_MAX / 4)
         return cin_err_set(err, CIN_E_INVAL, "%s: max_line %zu is not in 1..%zu", o->uri,
                            o->max_line, SIZE_MAX / 4);
+    return 0;
+}
+
+/* A datagram is read whole or not at all, so its buffer holds the longest line from the start;
+ * every datagram ends its lines, so nothing is left over between reads. */
+static int lines_full_buffer(lines_src *s, cin_err *err)
+{
+    char *buf = realloc(s->buf, s->max_cap);
+    if (!buf)
+        return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", s->name);
+    s->buf = buf;
+    s->cap = s->max_cap;
+    return 0;
+}
+
+static int lines_open_ring(lines_src *s, cin_err *err)
+{
+    int rc = io_uring_queue_init(2, &s->ring, 0);
+    if (rc < 0)
+        return cin_err_set(err, CIN_E_IO, "%s: io_uring: %s", s->name, strerror(-rc));
+    s->have_ring = 1;
     return 0;
 }
 
@@ -217,6 +270,10 @@ int lines_open(const lines_opts *o, lines_src **out, cin_err *err)
         rc = cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
     if (!rc)
         rc = lines_open_fd(s, o->uri, err);
+    if (!rc)
+        rc = lines_open_ring(s, err);
+    if (!rc && s->datagrams)
+        rc = lines_full_buffer(s, err);
     if (rc) {
         lines_close(s);
         return rc;
@@ -229,6 +286,8 @@ void lines_close(lines_src *s)
 {
     if (!s)
         return;
+    if (s->have_ring)
+        io_uring_queue_exit(&s->ring);
     if (s->own_fd && s->fd >= 0)
         close(s->fd);
     free(s->buf);
@@ -261,16 +320,52 @@ int lines_is_blank(const char *line, size_t len)
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
-/* read(2), retried on EINTR; a non-blocking descriptor is waited on. -1 with errno on error. */
-static ssize_t lines_sysread(int fd, char *dst, size_t n)
+/* Submits one request and waits for it: its result, or a negative errno. */
+static int lines_ring_wait(lines_src *s)
 {
+    int rc = io_uring_submit(&s->ring);
+    if (rc != 1)
+        return rc < 0 ? rc : -EIO;
+    struct io_uring_cqe *cqe;
+    do
+        rc = io_uring_wait_cqe(&s->ring, &cqe);
+    while (rc == -EINTR);
+    if (rc < 0)
+        return rc;
+    int res = cqe->res;
+    io_uring_cqe_seen(&s->ring, cqe);
+    return res;
+}
+
+/* One read of up to n bytes through the ring, waited for: the bytes read (for a datagram,
+ * its whole length, MSG_TRUNC, which may exceed n), 0 at the end, or -1 with errno. A read
+ * takes the descriptor's own position (-1), so it serves files, pipes and sockets alike; a
+ * descriptor its owner left non-blocking is polled until it has data. */
+static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
+{
+    unsigned len = (unsigned)(n < (1u << 30) ? n : (1u << 30));
     for (;;) {
-        ssize_t got = read(fd, dst, n);
-        if (got >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
-            return got;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (errno != EINTR && poll(&p, 1, -1) < 0 && errno != EINTR)
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+        if (!sqe) {
+            errno = EBUSY;
             return -1;
+        }
+        if (s->datagrams)
+            io_uring_prep_recv(sqe, s->fd, dst, len, MSG_TRUNC);
+        else
+            io_uring_prep_read(sqe, s->fd, dst, len, (uint64_t)-1);
+        int res = lines_ring_wait(s);
+        if (res >= 0)
+            return res;
+        if (res != -EAGAIN && res != -EINTR) {
+            errno = -res;
+            return -1;
+        }
+        sqe = io_uring_get_sqe(&s->ring);
+        if (res == -EAGAIN && sqe) {
+            io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+            lines_ring_wait(s);
+        }
     }
 }
 
@@ -297,17 +392,35 @@ static int lines_make_room(lines_src *s, cin_err *err)
     return 0;
 }
 
+/* A datagram ends a line: a newline is added when it has none (the spare byte holds it). One
+ * longer than a line may be is dropped whole; an empty one is no end of the stream. */
+static int lines_end_datagram(lines_src *s, size_t n, size_t room)
+{
+    if (n > room) {
+        s->line_no++;
+        return lines_skip(s, "datagram longer than %zu bytes", s->max_line);
+    }
+    s->end += n;
+    if (n > 0 && s->buf[s->end - 1] != '\n')
+        s->buf[s->end++] = '\n';
+    return 0;
+}
+
 /* Reads more bytes after end; sets eof when there are none. 0 or CIN_E_IO / CIN_E_NOMEM. */
 static int lines_fill(lines_src *s, cin_err *err)
 {
     int rc = lines_make_room(s, err);
     if (rc)
         return rc;
-    ssize_t n = lines_sysread(s->fd, s->buf + s->end, s->cap - 1 - s->end);
+    /* a datagram keeps a byte for the newline it may need */
+    size_t room = s->cap - 1 - s->end - (size_t)s->datagrams;
+    ssize_t n = lines_sysread(s, s->buf + s->end, room);
     if (n < 0) {
         s->read_errno = errno;
         return lines_io_error(s, err);
     }
+    if (s->datagrams)
+        return lines_end_datagram(s, (size_t)n, room);
     s->end += (size_t)n;
     s->eof = n == 0;
     return 0;
@@ -321,7 +434,7 @@ static int lines_drop_long_line(lines_src *s, cin_err *err)
     s->line_no++;
     s->start = s->scan = s->end = 0;
     while (!nl && !s->eof) {
-        ssize_t n = lines_sysread(s->fd, s->buf, s->cap - 1);
+        ssize_t n = lines_sysread(s, s->buf, s->cap - 1);
         if (n < 0) {
             s->read_errno = errno;
             return lines_io_error(s, err);

@@ -15,9 +15,11 @@
  *     lines_close(src);                       // r == 0: end of input; r < 0: err says why
  *
  * A uri is a file path, "-" for stdin, "tcp://HOST:PORT" or "unix:/path/to.sock" (both
- * connect). Bytes are read with read(2) into one buffer that grows to the longest line seen and
- * never past max_line (plus two bytes); a longer line is dropped chunk by chunk, counted and
- * reported, never held whole. Lines end at "\n"; a "\r" before it and a UTF-8 byte order mark
+ * connect), or "udp://HOST:PORT" (binds that local address and reads the datagrams sent to it;
+ * each datagram holds whole lines, and its end ends a line). Bytes are read through io_uring
+ * (liburing; one read in flight, waited for) into one buffer that grows to the longest line
+ * seen and never past max_line (plus two bytes); a longer line is dropped chunk by chunk,
+ * counted and reported, never held whole; a longer datagram is dropped whole. Lines end at "\n"; a "\r" before it and a UTF-8 byte order mark
  * at the start of the first line are removed; a last line without a newline counts.
  *
  * A source is not thread-safe: one thread reads from it at a time. Different sources are
@@ -43,8 +45,8 @@ typedef struct lines_opts {
 
 typedef struct lines_src lines_src;
 
-/* Opens the file or connects to the socket named by o->uri; a FIFO blocks here until a writer
- * opens it. A TCP host must be a numeric address (no name lookup; IPv6 as [::1]). Returns 0,
+/* Opens the file, connects to the socket or binds the datagram socket named by o->uri; a FIFO
+ * blocks here until a writer opens it. A datagram source never ends by itself. A TCP host must be a numeric address (no name lookup; IPv6 as [::1]). Returns 0,
  * CIN_E_INVAL (bad options or uri), CIN_E_IO (cannot open or connect) or CIN_E_NOMEM; the
  * message names the uri. *out is NULL on error; free a source with lines_close. */
 int lines_open(const lines_opts *o, lines_src **out, cin_err *err);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lines.h"
 #include "pyjson.h"
 #include "skelnorm.h"
 #include "skelrows.h"
@@ -794,6 +795,120 @@ static void test_tcp_socket_delivers_every_frame(void)
     free(text);
 }
 
+/* What a UDP sender thread sends: each line of data as a datagram of its own, without its
+ * newline, then a row of frame `last` so the reader is given the frame before it. */
+typedef struct dgram_sender {
+    int port, last;
+    const char *data;
+    size_t len;
+} dgram_sender;
+
+static void *send_datagrams(void *arg)
+{
+    dgram_sender *sd = arg;
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sd->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct timespec pause = {0, 1000000};
+    const char *line = sd->data, *end = sd->data + sd->len;
+    for (int k = 0; fd >= 0 && line < end; k++) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        sendto(fd, line, n, 0, (struct sockaddr *)&to, sizeof to);
+        line += n + 1;
+        if (k % 8 == 0)
+            nanosleep(&pause, NULL);
+    }
+    char last[96];
+    int n = snprintf(last, sizeof last, "{\"frame\": %d, \"person\": 0, \"joint\": 0, "
+                     "\"x\": 0, \"y\": 0}", sd->last);
+    if (fd >= 0) {
+        sendto(fd, last, (size_t)n, 0, (struct sockaddr *)&to, sizeof to);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A free UDP port on the loopback address (bound, read and released). */
+static int free_udp_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sa_len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+             getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok ? ntohs(sa.sin_port) : -1;
+}
+
+/* A datagram source never ends: the test reads the frames it expects and stops. */
+static void test_udp_datagrams_deliver_every_frame(void)
+{
+    size_t len;
+    char *text = stream_text(&len);
+    int port = free_udp_port();
+    CU_ASSERT_FATAL(port > 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d", port);
+    frames g;
+    skelrows_src *s = open_src(layout(SKELROWS_JSONL, 3, 1, STREAM_V, STREAM_M), uri, &g);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    dgram_sender sd = {.port = port, .last = STREAM_FRAMES, .data = text, .len = len};
+    pthread_t th;
+    CU_ASSERT_FATAL(pthread_create(&th, NULL, send_datagrams, &sd) == 0);
+    float got[STREAM_LEN];
+    int64_t index;
+    int n = 0, wrong = 0;
+    while (n < STREAM_FRAMES && skelrows_read(s, got, &index, NULL) == 1) {
+        for (int ch = 0; ch < STREAM_CH; ch++)
+            for (int j = 0; j < STREAM_V; j++)
+                for (int p = 0; p < STREAM_M; p++)
+                    wrong += got[(ch * STREAM_V + j) * STREAM_M + p] !=
+                             stream_value(n, ch, j, p);
+        wrong += index != n++;
+    }
+    CU_ASSERT_EQUAL(n, STREAM_FRAMES);
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT_EQUAL(skelrows_skipped(s), 0);
+    CU_ASSERT_EQUAL(g.w.n, 0);
+    pthread_join(th, NULL);
+    skelrows_close(s);
+    free(text);
+}
+
+/* Through lines.h itself, with a 16-byte line bound: a longer datagram is dropped whole and
+ * counted, an empty one is no end, and datagrams without a newline end their line. */
+static void test_udp_datagram_longer_than_a_line_is_dropped(void)
+{
+    int port = free_udp_port();
+    CU_ASSERT_FATAL(port > 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d", port);
+    warnings w = {0};
+    lines_opts o = {.uri = uri, .max_line = 16, .warn = collect, .warn_user = &w};
+    lines_src *src;
+    CU_ASSERT_EQUAL_FATAL(lines_open(&o, &src, NULL), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    const char *sent[] = {"first", "", "a datagram of more than sixteen bytes", "two\nlines\n",
+                          "last"};
+    for (int i = 0; i < 5; i++)
+        sendto(fd, sent[i], strlen(sent[i]), 0, (struct sockaddr *)&to, sizeof to);
+    close(fd);
+    const char *want[] = {"first", "two", "lines", "last"};
+    char *line;
+    size_t len;
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL_FATAL(lines_next(src, &line, &len, NULL), 1);
+        CU_ASSERT_STRING_EQUAL(line, want[i]);
+    }
+    CU_ASSERT_EQUAL(lines_skipped(src), 1);
+    CU_ASSERT(w.n == 1 && strstr(w.msg[0], "datagram longer than 16 bytes"));
+    lines_close(src);
+}
+
 /* ---- options ---------------------------------------------------------------------------- */
 
 /* skelrows_open must fail with `code` and a message that starts with the uri and holds
@@ -835,6 +950,8 @@ static void test_bad_options_are_invalid(void)
     check_open_fails(bad, CIN_E_IO, "cannot open");
     bad.uri = "tcp://localhost:9000";
     check_open_fails(bad, CIN_E_INVAL, "numeric");
+    bad.uri = "udp://127.0.0.1";
+    check_open_fails(bad, CIN_E_INVAL, "udp://HOST:PORT");
     skelrows_close(NULL);
 }
 
@@ -1029,6 +1146,8 @@ int test_skelrows_register(void)
         TEST(empty_input_gives_no_frame),
         TEST(stdin_pipe_delivers_every_frame),
         TEST(tcp_socket_delivers_every_frame),
+        TEST(udp_datagrams_deliver_every_frame),
+        TEST(udp_datagram_longer_than_a_line_is_dropped),
         TEST(bad_options_are_invalid),
     };
     static const named_test norm[] = {
