@@ -1,49 +1,44 @@
 /* JSON-lines sink: each output becomes one JSON object built with jansson (which does the
- * escaping), printed into a buffer the sink keeps, and written with the newline in one call,
- * then flushed. Files are unbuffered, so that call is one write(2) of a whole line. */
+ * escaping), printed with its newline into a buffer the sink keeps, and appended whole to an
+ * io_uring file (urfile.h), which batches lines and writes them off the inference thread. */
 #include "jsonl.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt.h"
+#include "urfile.h"
+
 /* 15 significant digits print any decimal a double was read from unchanged (4.1, not
  * 4.0999999999999996); scores are first rounded to their shortest float form. */
 #define JSONL_DUMP_FLAGS JSON_REAL_PRECISION(15)
 
 struct jsonl_sink {
-    FILE *f;
-    int is_stdout;
+    urfile *f;
     char *name;                 /* the path, or "stdout", for messages */
     char *line;                 /* the last line printed; grows, never shrinks */
     size_t cap;
 };
 
-int jsonl_open(const char *path, jsonl_sink **out, cin_err *err)
+int jsonl_open(const char *path, double flush_every, jsonl_sink **out, cin_err *err)
 {
     *out = NULL;
     jsonl_sink *s = calloc(1, sizeof *s);
-    int to_stdout = !strcmp(path, "-");
     if (s)
-        s->name = strdup(to_stdout ? "stdout" : path);
+        s->name = strdup(strcmp(path, "-") ? path : "stdout");
     if (!s || !s->name) {
         free(s);
         return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", path);
     }
-    s->is_stdout = to_stdout;
-    s->f = to_stdout ? stdout : fopen(path, "w");
-    if (!s->f) {
-        int rc = cin_err_set(err, CIN_E_IO, "%s: cannot open for writing: %s", path,
-                             strerror(errno));
+    int rc = urfile_open(path, flush_every, &s->f, err);
+    if (rc) {
         free(s->name);
         free(s);
         return rc;
     }
-    if (!to_stdout)
-        setvbuf(s->f, NULL, _IONBF, 0);
     *out = s;
     return 0;
 }
@@ -57,13 +52,8 @@ static json_t *jsonl_real(double d)
  * not 0.129999995231628). */
 static double jsonl_short(float f)
 {
-    char buf[32];
-    for (int digits = 1; digits <= 9; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
-        if (strtof(buf, NULL) == f)
-            return strtod(buf, NULL);
-    }
-    return (double)f;
+    char buf[FMT_FLOAT_MAX];
+    return strtod(fmt_float_shortest(f, buf), NULL);
 }
 
 static int jsonl_nomem(const jsonl_sink *s, cin_err *err)
@@ -131,9 +121,7 @@ static int jsonl_emit(jsonl_sink *s, const json_t *rec, cin_err *err)
     if (n == 0)
         return cin_err_set(err, CIN_E_NOMEM, "%s: cannot print the record", s->name);
     s->line[n] = '\n';
-    if (fwrite(s->line, 1, n + 1, s->f) != n + 1 || fflush(s->f) != 0)
-        return cin_err_set(err, CIN_E_IO, "%s: write failed: %s", s->name, strerror(errno));
-    return 0;
+    return urfile_append(s->f, s->line, n + 1, err);
 }
 
 int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
@@ -154,15 +142,16 @@ int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const 
     return rc;
 }
 
+int jsonl_tick(jsonl_sink *s, double now, cin_err *err)
+{
+    return urfile_tick(s->f, now, err);
+}
+
 int jsonl_close(jsonl_sink *s, cin_err *err)
 {
-    int rc = 0;
     if (!s)
         return 0;
-    if (fflush(s->f) != 0)
-        rc = cin_err_set(err, CIN_E_IO, "%s: flush failed: %s", s->name, strerror(errno));
-    if (!s->is_stdout && fclose(s->f) != 0 && !rc)
-        rc = cin_err_set(err, CIN_E_IO, "%s: close failed: %s", s->name, strerror(errno));
+    int rc = urfile_close(s->f, err);
     free(s->line);
     free(s->name);
     free(s);

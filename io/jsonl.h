@@ -1,11 +1,13 @@
 /* The JSON-lines result sink: one JSON object per model output, one output per line, so a
- * consumer can follow the file as it grows (tail -f | jq). Each line is written whole and
- * flushed, so an interrupted run leaves only complete lines.
+ * consumer can follow the file as it grows (tail -f | jq). Lines are batched and written
+ * through io_uring (urfile.h) whole, never split, so the file holds only complete lines; a
+ * line waits at most flush_every seconds when jsonl_tick is called.
  *
  *     jsonl_sink *s;
- *     if (jsonl_open("results.jsonl", &s, &err) != 0)        // "-" writes to stdout
+ *     if (jsonl_open("results.jsonl", 0.25, &s, &err) != 0)  // "-" writes to stdout
  *         return err.code;
  *     jsonl_write(s, 41, 4.1, idx, score, 5, names, 3.2, &err);
+ *     jsonl_tick(s, now_seconds, &err);                       // once a frame
  *     // {"frame":41,"pts":4.1,"topk":[{"label":"abseiling","index":0,"score":0.13},...],
  *     //  "latency_ms":3.2}
  *     jsonl_close(s, &err);
@@ -21,9 +23,9 @@
 
 typedef struct jsonl_sink jsonl_sink;
 
-/* Creates (truncates) the file at path, or uses stdout for "-". Returns 0 or CIN_E_IO /
- * CIN_E_NOMEM; *out is NULL on error. */
-int jsonl_open(const char *path, jsonl_sink **out, cin_err *err);
+/* Creates (truncates) the file at path, or uses stdout for "-"; see urfile_open for
+ * flush_every. Returns 0 or CIN_E_IO / CIN_E_NOMEM; *out is NULL on error. */
+int jsonl_open(const char *path, double flush_every, jsonl_sink **out, cin_err *err);
 
 /* Appends one line: frame number, presentation time in seconds, the k classes idx[i] with
  * their score[i], and the latency of this output in milliseconds. labels, when not NULL, is
@@ -33,6 +35,10 @@ int jsonl_open(const char *path, jsonl_sink **out, cin_err *err);
  * CIN_E_IO or CIN_E_NOMEM. */
 int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
                 int k, const char *const *labels, double latency_ms, cin_err *err);
+
+/* Writes lines that have waited flush_every seconds (urfile_tick); now is monotonic seconds.
+ * Returns 0 or CIN_E_IO. */
+int jsonl_tick(jsonl_sink *s, double now, cin_err *err);
 
 /* Flushes, closes the file (stdout is flushed, not closed) and frees s, also when the flush
  * or close fails (then CIN_E_IO). NULL is allowed. */

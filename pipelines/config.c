@@ -76,13 +76,13 @@ static const char *const pcfg_activations[] = {"relu", "gelu", NULL};
 static const char *const pcfg_pos_kinds[] = {"none", "learned", "sinusoidal", NULL};
 static const char *const pcfg_first_layers[] = {"retroactive", "regular", NULL};
 static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
-static const char *const pcfg_sink_keys[] = {"type", "path", NULL};
+static const char *const pcfg_sink_keys[] = {"type", "path", "flush", NULL};
 
 /* Indexed by the pipe_* enums. */
 static const char *const pcfg_source_types[] = {"video", "npy", "features", "skeleton", NULL};
 static const char *const pcfg_formats[] = {"jsonl", "csv", "npy", "ntu", "bvh", NULL};
 static const char *const pcfg_modes[] = {"continual", "clip", NULL};
-static const char *const pcfg_sink_types[] = {"jsonl", "npy", NULL};
+static const char *const pcfg_sink_types[] = {"jsonl", "npy", "csv", NULL};
 
 /* ---- messages ---- */
 
@@ -845,6 +845,22 @@ static int pcfg_parse_postprocess(const pcfg_map *top, pipe_config *c)
     return rc;
 }
 
+/* flush: seconds a text sink's results may wait in its write buffer; npy sinks have none. */
+static int pcfg_parse_flush(const pcfg_map *m, pipe_sink *sink)
+{
+    char field[PCFG_FIELD_MAX];
+    yaml_node_t *v = pcfg_find(m, "flush");
+    sink->flush = PIPE_DEFAULT_FLUSH;
+    if (v && sink->type == PIPE_SINK_NPY)
+        return pcfg_fail(m->ctx, v, pcfg_name(m, "flush", field), "only for jsonl and csv sinks "
+                         "(npy sinks are complete arrays every 64 frames)");
+    int rc = pcfg_get_number(m, "flush", 0, "a non-negative number of seconds", &sink->flush);
+    if (!rc && sink->flush > 3600)
+        return pcfg_fail(m->ctx, v, pcfg_name(m, "flush", field), "expected at most 3600 "
+                         "seconds, got %g", sink->flush);
+    return rc;
+}
+
 /* One list item of sinks, named name ("sinks[0]"). */
 static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, pipe_sink *sink)
 {
@@ -871,10 +887,11 @@ static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, pipe
     pcfg_field(field, name, "path");
     if (!path)
         return pcfg_missing(ctx, field);
-    if (to_stdout && type != PIPE_SINK_JSONL)
+    if (to_stdout && type == PIPE_SINK_NPY)
         return pcfg_expected(ctx, path, field, "a file path (npy cannot go to stdout)");
-    if (!to_stdout)
-        return pcfg_get_str(&m, "path", 1, &sink->path);
+    rc = pcfg_parse_flush(&m, sink);
+    if (rc || !to_stdout)
+        return rc ? rc : pcfg_get_str(&m, "path", 1, &sink->path);
     sink->path = strdup("-");
     return sink->path ? 0 : pcfg_nomem(ctx);
 }
@@ -885,7 +902,7 @@ static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
     yaml_node_t *v = pcfg_find(top, "sinks");
     if (!v) {
         c->n_sinks = 1;
-        c->sinks[0] = (pipe_sink){PIPE_SINK_JSONL, strdup("-")};
+        c->sinks[0] = (pipe_sink){PIPE_SINK_JSONL, strdup("-"), PIPE_DEFAULT_FLUSH};
         return c->sinks[0].path ? 0 : pcfg_nomem(top->ctx);
     }
     if (v->type != YAML_SEQUENCE_NODE)

@@ -29,11 +29,15 @@ typedef enum {
     PIPE_FORMAT_JSONL, PIPE_FORMAT_CSV, PIPE_FORMAT_NPY, PIPE_FORMAT_NTU, PIPE_FORMAT_BVH
 } pipe_format;
 typedef enum { PIPE_MODE_CONTINUAL, PIPE_MODE_CLIP } pipe_mode;
-typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY } pipe_sink_type;
+typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY, PIPE_SINK_CSV } pipe_sink_type;
+
+/* A text sink's results wait in a buffer at most this long (seconds) by default. */
+#define PIPE_DEFAULT_FLUSH 0.25
 
 typedef struct pipe_sink {
     pipe_sink_type type;
-    char *path;                 /* resolved; "-" = stdout (jsonl only) */
+    char *path;                 /* resolved; "-" = stdout (jsonl and csv) */
+    double flush;               /* jsonl, csv: longest wait in the write buffer, seconds */
 } pipe_sink;
 
 /* Every path below is resolved against the directory of the YAML file, except absolute

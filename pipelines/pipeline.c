@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "csvsink.h"
 #include "feat.h"
 #include "jsonl.h"
 #include "model.h"
@@ -31,8 +32,9 @@ typedef struct source {
 /* File sinks write to "<path>.part-<pid>" and are renamed over <path> when closed, so a run
  * that fails before its first frame leaves an existing results file as it was. */
 typedef struct sinks {
-    jsonl_sink *jsonl[PIPE_MAX_SINKS];
+    jsonl_sink *jsonl[PIPE_MAX_SINKS];      /* one of the three per sink */
     npy_writer *npy[PIPE_MAX_SINKS];
+    csv_sink *csv[PIPE_MAX_SINKS];
     char part[PIPE_MAX_SINKS][4096];  /* "" for stdout */
     int n;
 } sinks;
@@ -229,6 +231,26 @@ static int renamed_into_place(const char *path)
     return lstat(path, &st) != 0 || S_ISREG(st.st_mode);
 }
 
+static int open_sink(run *r, int i, const char *path, const int64_t *row, cin_err *err)
+{
+    const pipe_sink *s = &r->cfg->sinks[i];
+    if (s->type == PIPE_SINK_JSONL)
+        return jsonl_open(path, s->flush, &r->out.jsonl[i], err);
+    if (s->type == PIPE_SINK_CSV)
+        return csv_sink_open(path, r->cfg->postprocess.topk, r->labels != NULL, s->flush,
+                             &r->out.csv[i], err);
+    return npy_writer_open(path, 1, row, &r->out.npy[i], err);
+}
+
+static int close_sink(run *r, int i, cin_err *err)
+{
+    if (r->out.jsonl[i])
+        return jsonl_close(r->out.jsonl[i], err);
+    if (r->out.csv[i])
+        return csv_sink_close(r->out.csv[i], err);
+    return npy_writer_close(r->out.npy[i], err);
+}
+
 static int open_sinks(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
@@ -240,9 +262,7 @@ static int open_sinks(run *r, cin_err *err)
             snprintf(part, sizeof r->out.part[i], "%s.part-%ld", s->path, (long)getpid()) >=
                 (int)sizeof r->out.part[i])
             return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path, i);
-        const char *path = part[0] ? part : s->path;
-        int rc = s->type == PIPE_SINK_JSONL ? jsonl_open(path, &r->out.jsonl[i], err)
-                                            : npy_writer_open(path, 1, row, &r->out.npy[i], err);
+        int rc = open_sink(r, i, part[0] ? part : s->path, row, err);
         if (rc) {
             part[0] = '\0';
             return cin_err_wrap(err, rc, "%s: sinks[%d].path: cannot write '%s'", c->path, i,
@@ -260,8 +280,7 @@ static int close_sinks(run *r, int keep, cin_err *err)
     int first = 0;
     for (int i = 0; i < r->out.n; i++) {
         cin_err e = {0};
-        int rc = r->out.jsonl[i] ? jsonl_close(r->out.jsonl[i], &e)
-                                 : npy_writer_close(r->out.npy[i], &e);
+        int rc = close_sink(r, i, &e);
         const char *part = r->out.part[i], *path = r->cfg->sinks[i].path;
         if (!rc && part[0] && keep && rename(part, path) != 0)
             rc = cin_err_set(&e, CIN_E_IO, "%s: cannot rename %s into place: %s", path, part,
@@ -279,7 +298,7 @@ static int close_sinks(run *r, int keep, cin_err *err)
 }
 
 /* One row per input frame to npy sinks (NaN when the frame gave no output); one line per
- * output to JSON-lines sinks. */
+ * output to JSON-lines and CSV sinks. */
 static int write_result(run *r, int64_t index, double pts, int have, double ms, cin_err *err)
 {
     const pipe_config *c = r->cfg;
@@ -299,9 +318,26 @@ static int write_result(run *r, int64_t index, double pts, int have, double ms, 
             if (!rc && (index + 1) % 64 == 0)
                 rc = npy_writer_flush(r->out.npy[i], err);
         }
-        else if (have)
+        else if (have && r->out.jsonl[i])
             rc = jsonl_write(r->out.jsonl[i], index, pts, r->top_idx, r->top_val, k, names, ms,
                              err);
+        else if (have)
+            rc = csv_sink_write(r->out.csv[i], index, pts, r->top_idx, r->top_val, names, ms,
+                                err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Hands the text sinks the time, so that results waiting in a write buffer longer than the
+ * sink's flush interval are submitted; never waits for the disk. */
+static int tick_sinks(run *r, double now, cin_err *err)
+{
+    for (int i = 0; i < r->out.n; i++) {
+        int rc = r->out.jsonl[i] ? jsonl_tick(r->out.jsonl[i], now, err)
+                 : r->out.csv[i] ? csv_sink_tick(r->out.csv[i], now, err)
+                                 : 0;
         if (rc)
             return rc;
     }
@@ -465,6 +501,8 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
         st->outputs += have;
         st->frames = ++t;
         double now = now_ms();
+        if ((rc = tick_sinks(r, now / 1e3, err)) != 0)
+            return rc;
         st->seconds = (now - start) / 1e3;
         if (r->opts.status && now - last >= r->opts.status_every * 1e3) {
             report_status(r, st, last_frames, last_outputs, last, now);

@@ -125,6 +125,7 @@ static void test_absent_keys_take_defaults(void)
     CU_ASSERT_EQUAL_FATAL(c->n_sinks, 1);
     CU_ASSERT_EQUAL(c->sinks[0].type, PIPE_SINK_JSONL);
     CU_ASSERT_STRING_EQUAL(c->sinks[0].path, "-");
+    CU_ASSERT_DOUBLE_EQUAL(c->sinks[0].flush, PIPE_DEFAULT_FLUSH, 0.0);
     pipe_config_free(c);
 }
 
@@ -154,8 +155,9 @@ static void test_every_setting_is_read(void)
         "        se_window: 3, num_classes: 3}\n"
         "postprocess: {softmax: False, topk: 3}\n"
         "sinks:\n"
-        "  - {type: jsonl, path: '-'}\n"
-        "  - {type: npy, path: out/logits.npy}\n";
+        "  - {type: jsonl, path: '-', flush: 0}\n"
+        "  - {type: npy, path: out/logits.npy}\n"
+        "  - {type: csv, path: out/top.csv, flush: 2.5}\n";
     CU_ASSERT_FATAL(load_text(text, &path, &c, &err) == 0);
     CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_NPY);
     CU_ASSERT_STRING_EQUAL(c->source.uri, "/data/frames.npy");
@@ -170,7 +172,10 @@ static void test_every_setting_is_read(void)
     CU_ASSERT_EQUAL(c->postprocess.softmax, 0);
     CU_ASSERT_EQUAL(c->postprocess.topk, 3);
     CU_ASSERT_STRING_EQUAL(c->sinks[0].path, "-");
+    CU_ASSERT_DOUBLE_EQUAL(c->sinks[0].flush, 0.0, 0.0);
     CU_ASSERT_STRING_EQUAL(c->sinks[1].path, beside(path, "out/logits.npy"));
+    CU_ASSERT_EQUAL(c->sinks[2].type, PIPE_SINK_CSV);
+    CU_ASSERT_DOUBLE_EQUAL(c->sinks[2].flush, 2.5, 0.0);
     pipe_config_free(c);
 }
 
@@ -316,7 +321,10 @@ static const struct {
     {"sinks: []", "sinks", "1 to 8 sinks, got 0"},
     {"sinks: {type: jsonl}", "sinks", "a list of sinks"},
     {"sinks: [{type: npy, path: '-'}]", "sinks[0].path", "npy cannot go to stdout"},
-    {"sinks: [{type: jsonl, path: a}, {type: csv, path: b}]", "sinks[1].type", "got 'csv'"},
+    {"sinks: [{type: jsonl, path: a}, {type: tsv, path: b}]", "sinks[1].type", "got 'tsv'"},
+    {"sinks: [{type: npy, path: a, flush: 1}]", "sinks[0].flush", "only for jsonl and csv"},
+    {"sinks: [{type: csv, path: a, flush: -1}]", "sinks[0].flush", "non-negative"},
+    {"sinks: [{type: jsonl, path: a, flush: 7200}]", "sinks[0].flush", "at most 3600"},
     {"sinks: [{path: a}]", "sinks[0].type", "missing"},
     {"sinks: [{type: jsonl}]", "sinks[0].path", "missing"},
     {"sinks: [a, b, c, d, e, f, g, h, i]", "sinks", "got 9"},

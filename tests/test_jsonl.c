@@ -52,7 +52,7 @@ static void test_three_records_read_back_with_escaped_labels(void)
     cin_err err;
     int idx[3][2] = {{0, 1}, {2, 3}, {1, 2}};
     float score[3][2] = {{0.13f, 0.05f}, {0.7f, 0.2f}, {0.5f, 0.5f}};
-    CU_ASSERT_FATAL(jsonl_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     for (int r = 0; r < 3; r++)
         CU_ASSERT(jsonl_write(s, 40 + r, (40 + r) / 10.0, idx[r], score[r], 2, labels,
                               3.2 + r, &err) == 0);
@@ -83,7 +83,7 @@ static void test_labels_are_omitted_when_null(void)
     cin_err err;
     int idx[1] = {7};
     float score[1] = {1.5f};
-    CU_ASSERT_FATAL(jsonl_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     CU_ASSERT(jsonl_write(s, 0, 0.0, idx, score, 1, NULL, 0.5, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
@@ -101,7 +101,7 @@ static void test_numbers_print_in_shortest_form(void)
     cin_err err;
     int idx[1] = {0};
     float score[1] = {0.13f};
-    CU_ASSERT_FATAL(jsonl_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     CU_ASSERT(jsonl_write(s, 41, 4.1, idx, score, 1, labels, 3.2, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
@@ -121,7 +121,7 @@ static void test_non_finite_numbers_print_as_null(void)
     cin_err err;
     int idx[1] = {0};
     float score[1] = {NAN};
-    CU_ASSERT_FATAL(jsonl_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     CU_ASSERT(jsonl_write(s, 1, INFINITY, idx, score, 1, NULL, 1.0, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
@@ -142,7 +142,7 @@ static void test_bad_label_or_index_writes_nothing(void)
     cin_err err;
     int idx[2] = {0, 1}, neg[1] = {-1};
     float score[2] = {0.6f, 0.4f};
-    CU_ASSERT_FATAL(jsonl_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     CU_ASSERT_EQUAL(jsonl_write(s, 0, 0.0, idx, score, 2, bad_labels, 1.0, &err),
                     CIN_E_INVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "not valid UTF-8"));
@@ -158,7 +158,7 @@ static void test_open_in_missing_directory_is_io_error(void)
 {
     jsonl_sink *s = (jsonl_sink *)1;
     cin_err err;
-    CU_ASSERT_EQUAL(jsonl_open("no/such/dir/out.jsonl", &s, &err), CIN_E_IO);
+    CU_ASSERT_EQUAL(jsonl_open("no/such/dir/out.jsonl", 0.0, &s, &err), CIN_E_IO);
     CU_ASSERT_PTR_NULL(s);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "no/such/dir/out.jsonl"));
 }
@@ -167,7 +167,7 @@ static void test_stdout_sink_leaves_stdout_open(void)
 {
     jsonl_sink *s;
     cin_err err;
-    CU_ASSERT_FATAL(jsonl_open("-", &s, &err) == 0);
+    CU_ASSERT_FATAL(jsonl_open("-", 0.0, &s, &err) == 0);
     CU_ASSERT(jsonl_close(s, &err) == 0);
     CU_ASSERT(fflush(stdout) == 0);
     CU_ASSERT(jsonl_close(NULL, &err) == 0);

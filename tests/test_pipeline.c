@@ -406,6 +406,45 @@ static void test_stats_json_holds_the_summary(void)
     json_decref(j);
 }
 
+/* A CSV sink gets one row per output, the same classes as the JSON-lines sink beside it. */
+static void test_csv_and_jsonl_sinks_carry_the_same_results(void)
+{
+    write_frames(tu_tmp_path("csv.npy"), 36, 64);
+    const char *yaml = write_yaml("csv.yaml",
+        "source: {path: csv.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\npostprocess: {topk: 2}\n"
+        "sinks: [{type: jsonl, path: csv.jsonl, flush: 10}, {type: csv, path: out.csv}]\n");
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(run_yaml(yaml, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.outputs, 36 - 31);
+    size_t jlen, clen;
+    char *jtext = (char *)tu_read_file(tu_tmp_path("csv.jsonl"), &jlen);
+    char *ctext = (char *)tu_read_file(tu_tmp_path("out.csv"), &clen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(jtext);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctext);
+    char *csave, *jsave;
+    char *row = strtok_r(ctext, "\n", &csave);
+    CU_ASSERT(row && !strcmp(row, "frame,pts,latency_ms,index_1,score_1,index_2,score_2"));
+    int rows = 0, same = 0;
+    for (char *line = strtok_r(jtext, "\n", &jsave); line; line = strtok_r(NULL, "\n", &jsave)) {
+        row = strtok_r(NULL, "\n", &csave);
+        json_t *j = json_loads(line, 0, NULL);
+        json_t *top = json_array_get(json_object_get(j, "topk"), 0);
+        long long frame, index;
+        rows += row != NULL;
+        if (row && sscanf(row, "%lld,%*[^,],%*[^,],%lld,", &frame, &index) == 2)
+            same += frame == json_integer_value(json_object_get(j, "frame")) &&
+                    index == json_integer_value(json_object_get(top, "index"));
+        json_decref(j);
+    }
+    CU_ASSERT_EQUAL(rows, 5);
+    CU_ASSERT_EQUAL(same, 5);
+    CU_ASSERT_PTR_NULL(strtok_r(NULL, "\n", &csave));
+    free(jtext);
+    free(ctext);
+}
+
 /* A reader that closes cin-run's stdout (`| head -n 1`) fails the stdout sink with EPIPE:
  * exit status 1 rather than death by SIGPIPE, and the npy sink is complete for the frames
  * read, with no .part file left. */
@@ -507,6 +546,8 @@ int test_pipeline_register(void)
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
+             CU_add_test(s, "csv and jsonl sinks carry the same results",
+                         test_csv_and_jsonl_sinks_carry_the_same_results) &&
              CU_add_test(s, "unwritable stats json is refused up front",
                          test_unwritable_stats_json_is_refused_up_front) &&
              CU_add_test(s, "closed stdout fails the sink and keeps the others",
