@@ -13,7 +13,6 @@
  * which only scales each joint (rowsum_graph). */
 #include "stgcn.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,9 +127,8 @@ static cin_node *conv(sk_ctx *x, const char *name, const char *norm, int cout, i
     if (!x->failed) {
         conv3d_params p = {.cin = x->dims.c, .cout = cout, .groups = 1, .kt = kt, .kh = 1,
                            .kw = 1, .st = st, .sh = 1, .sw = 1, .pt = pt, .h = 1,
-                           .w = x->dims.w, .weight = w, .bias = b, .bn_gamma = bn[0],
-                           .bn_beta = bn[1], .bn_mean = bn[2], .bn_var = bn[3],
-                           .bn_eps = bn_eps};
+                           .w = x->dims.w, .weight = w, .bias = b,
+                           .bn = {bn[0], bn[1], bn[2], bn[3], bn_eps}};
         n = made(x, conv3d_create(&p, &n, x->err), &n);
     }
     free(w);
@@ -166,7 +164,6 @@ static cin_node *graph_conv(sk_ctx *x, gcn_params *p, float **owned, int n_owned
         p->k = x->k;
         p->joints = x->joints;
         p->persons = x->persons;
-        p->bn_eps = bn_eps;
         n = made(x, gcn_create(p, &n, x->err), &n);
     }
     free_all(owned, n_owned);
@@ -213,8 +210,7 @@ static cin_node *gcn_original(sk_ctx *x, int cout)
         mask_graph(v[2], a, (size_t)k * nv * nv);
     free(a);
     gcn_params p = {.cout = cout, .weight = v[0], .pre_bias = v[1], .adj = v[2],
-                    .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6],
-                    .relu = 1};
+                    .bn = {v[3], v[4], v[5], v[6], bn_eps}, .relu = 1};
     return graph_conv(x, &p, v, 7);
 }
 
@@ -316,9 +312,8 @@ static cin_node *adaptive_conv(sk_ctx *x, int cout, float **v, int n_owned)
         agcn_params p = {.cin = x->dims.c, .cout = cout, .k = x->k,
                          .inter = cout / EMBED_DIVISOR, .joints = x->joints,
                          .persons = x->persons, .weight = v[0], .bias = v[1], .adj = v[2],
-                         .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6],
-                         .bn_eps = bn_eps, .theta_w = v[7], .theta_b = v[8], .phi_w = v[9],
-                         .phi_b = v[10]};
+                         .bn = {v[3], v[4], v[5], v[6], bn_eps}, .theta_w = v[7],
+                         .theta_b = v[8], .phi_w = v[9], .phi_b = v[10]};
         n = made(x, agcn_create(&p, &n, x->err), &n);
     }
     free_all(v, n_owned);
@@ -342,7 +337,7 @@ static cin_node *gcn_coskel(sk_ctx *x, int cout)
     if (x->graph_kind == GRAPH_ROWSUM && !x->failed)
         rowsum_graph(v[2], x->k, x->joints);
     gcn_params p = {.cout = cout, .weight = v[0], .post_bias = v[1], .adj = v[2],
-                    .bn_gamma = v[3], .bn_beta = v[4], .bn_mean = v[5], .bn_var = v[6]};
+                    .bn = {v[3], v[4], v[5], v[6], bn_eps}};
     return graph_conv(x, &p, v, 11);
 }
 
@@ -444,6 +439,7 @@ static cin_node *data_bn(sk_ctx *x)
     size_t n = (size_t)nc * nv * np;
     float *bn[4], *scale = malloc(sizeof(float) * n), *shift = malloc(sizeof(float) * n);
     get_bn(x, "data_bn", (int)(shared ? n / np : n), bn);
+    bn_params norm = {bn[0], bn[1], bn[2], bn[3], bn_eps};
     cin_node *node = NULL;
     if (!x->failed && (!scale || !shift))
         x->failed = cin_err_set(x->err, CIN_E_NOMEM, "st-gcn: out of memory") != 0;
@@ -452,8 +448,10 @@ static cin_node *data_bn(sk_ctx *x)
             for (int c = 0; c < nc; c++) {
                 size_t ch = ((size_t)(shared ? 0 : m) * nv + v) * nc + c;
                 size_t at = (size_t)c * nv * np + m * nv + v;
-                scale[at] = bn[0][ch] / sqrtf(bn[3][ch] + bn_eps);
-                shift[at] = bn[1][ch] - bn[2][ch] * scale[at];
+                double fold, add;
+                bn_fold(&norm, (int)ch, &fold, &add);
+                scale[at] = (float)fold;
+                shift[at] = (float)add;
             }
     if (!x->failed)
         node = made(x, affine_create(x->dims, scale, shift, &node, x->err), &node);

@@ -107,11 +107,7 @@ static cin_node *conv(x3d_ctx *x, tname weight, const tname *norm, conv3d_params
     cin_node *n = NULL;
     if (!x->failed) {
         p.weight = w;
-        p.bn_gamma = bn[0];
-        p.bn_beta = bn[1];
-        p.bn_mean = bn[2];
-        p.bn_var = bn[3];
-        p.bn_eps = (float)bn_eps;
+        p.bn = (bn_params){bn[0], bn[1], bn[2], bn[3], (float)bn_eps};
         n = made(x, conv3d_create(&p, &n, x->err), &n);
     }
     free(w);

@@ -19,8 +19,9 @@
  * each datagram holds whole lines, and its end ends a line). Bytes are read through io_uring
  * (liburing; one read in flight, waited for) into one buffer that grows to the longest line
  * seen and never past max_line (plus two bytes); a longer line is dropped chunk by chunk,
- * counted and reported, never held whole; a longer datagram is dropped whole. Lines end at "\n"; a "\r" before it and a UTF-8 byte order mark
- * at the start of the first line are removed; a last line without a newline counts.
+ * counted and reported, never held whole; a longer datagram is dropped whole. Lines end at
+ * "\n"; a "\r" before it and a UTF-8 byte order mark at the start of the first line are
+ * removed; a last line without a newline counts.
  *
  * A source is not thread-safe: one thread reads from it at a time. Different sources are
  * independent.
@@ -46,9 +47,10 @@ typedef struct lines_opts {
 typedef struct lines_src lines_src;
 
 /* Opens the file, connects to the socket or binds the datagram socket named by o->uri; a FIFO
- * blocks here until a writer opens it. A datagram source never ends by itself. A TCP host must be a numeric address (no name lookup; IPv6 as [::1]). Returns 0,
- * CIN_E_INVAL (bad options or uri), CIN_E_IO (cannot open or connect) or CIN_E_NOMEM; the
- * message names the uri. *out is NULL on error; free a source with lines_close. */
+ * blocks here until a writer opens it. A datagram source never ends by itself. A TCP or UDP
+ * host must be a numeric address (no name lookup; IPv6 as [::1]). Returns 0, CIN_E_INVAL
+ * (bad options or uri), CIN_E_IO (cannot open, connect or bind) or CIN_E_NOMEM; the message
+ * names the uri. *out is NULL on error; free a source with lines_close. */
 int lines_open(const lines_opts *o, lines_src **out, cin_err *err);
 
 /* The next line, NUL-terminated in place, in *line (writable, valid until the next call) and

@@ -163,17 +163,6 @@ static const cin_node_ops agcn_ops = {
     .destroy = agcn_destroy,
 };
 
-/* Scale and shift of output channel c from the folded batch norm (1 and 0 without one). */
-static void bn_affine(const agcn_params *p, int c, float *scale, float *shift)
-{
-    *scale = 1.0f;
-    *shift = 0.0f;
-    if (!p->bn_gamma)
-        return;
-    *scale = p->bn_gamma[c] / sqrtf(p->bn_var[c] + p->bn_eps);
-    *shift = p->bn_beta[c] - p->bn_mean[c] * *scale;
-}
-
 static void pack_embedding(const agcn_params *p, agcn *g)
 {
     size_t block = (size_t)p->inter * p->cin;
@@ -193,8 +182,9 @@ static void pack(const agcn_params *p, agcn *g)
     int kc = p->k * p->cin;
     memcpy(g->adj, p->adj, sizeof(float) * p->k * p->joints * p->joints);
     for (int c = 0; c < p->cout; c++) {
-        float scale, shift;
-        bn_affine(p, c, &scale, &shift);
+        double fold, add;
+        bn_fold(&p->bn, c, &fold, &add);
+        float scale = (float)fold, shift = (float)add;
         for (int k = 0; k < p->k; k++)
             for (int i = 0; i < p->cin; i++)
                 g->w[(size_t)c * kc + k * p->cin + i] =

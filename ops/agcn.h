@@ -10,6 +10,7 @@
 #ifndef CIN_AGCN_H
 #define CIN_AGCN_H
 
+#include "bnorm.h"
 #include "node.h"
 
 typedef struct agcn_params {
@@ -24,9 +25,7 @@ typedef struct agcn_params {
     const float *phi_w;     /* [k][inter][cin]: b_conv.0..k-1 */
     const float *phi_b;     /* [k][inter], or NULL */
     const float *adj;       /* [k][joints][joints]: B_k, the fixed graph plus the learned one */
-    /* Batch norm after aggregation, folded in; all NULL for none. */
-    const float *bn_gamma, *bn_beta, *bn_mean, *bn_var;
-    float bn_eps;
+    bn_params bn;           /* after aggregation, folded in; bn.gamma NULL for none */
 } agcn_params;
 
 /* Copies and repacks what it needs: the caller's arrays may be freed afterwards. */

@@ -399,11 +399,8 @@ static void pack_weights(conv3d *c, const conv3d_params *p)
 {
     size_t kk = (size_t)p->kh * p->kw, cin_g = p->cin / p->groups;
     for (int co = 0; co < p->cout; co++) {
-        double scale = 1.0, shift = 0.0, b = p->bias ? p->bias[co] : 0.0;
-        if (p->bn_gamma) {
-            scale = p->bn_gamma[co] / sqrt((double)p->bn_var[co] + p->bn_eps);
-            shift = p->bn_beta[co] - p->bn_mean[co] * scale;
-        }
+        double scale, shift, b = p->bias ? p->bias[co] : 0.0;
+        bn_fold(&p->bn, co, &scale, &shift);
         c->b[co] = (float)(b * scale + shift);
         for (size_t ci = 0; ci < cin_g; ci++)
             for (int tap = 0; tap < p->kt; tap++)
@@ -462,7 +459,7 @@ int conv3d_create(const conv3d_params *p, cin_node **out, cin_err *err)
     }
     c->p = *p;
     c->p.weight = c->p.bias = NULL;
-    c->p.bn_gamma = c->p.bn_beta = c->p.bn_mean = c->p.bn_var = NULL;
+    c->p.bn = (bn_params){0};
     pack_weights(c, p);
     set_geometry(c);
     *out = &c->base;

@@ -4,6 +4,7 @@
 #ifndef CIN_CONV3D_H
 #define CIN_CONV3D_H
 
+#include "bnorm.h"
 #include "node.h"
 
 typedef struct conv3d_params {
@@ -14,9 +15,7 @@ typedef struct conv3d_params {
     int h, w;               /* input frame height and width */
     const float *weight;    /* [cout][cin/groups][kt][kh][kw], PyTorch's layout */
     const float *bias;      /* [cout] or NULL */
-    /* Batch norm after the convolution, folded in; all NULL for none. */
-    const float *bn_gamma, *bn_beta, *bn_mean, *bn_var;
-    float bn_eps;
+    bn_params bn;           /* after the convolution, folded in; bn.gamma NULL for none */
 } conv3d_params;
 
 /* Copies (and repacks) the weights: the caller's arrays may be freed afterwards. */

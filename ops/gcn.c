@@ -7,7 +7,6 @@
 #include "gcn.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,17 +89,6 @@ static const cin_node_ops gcn_ops = {
     .destroy = gcn_destroy,
 };
 
-/* Scale and shift of output channel c from the folded batch norm (1 and 0 without one). */
-static void bn_affine(const gcn_params *p, int c, float *scale, float *shift)
-{
-    *scale = 1.0f;
-    *shift = 0.0f;
-    if (!p->bn_gamma)
-        return;
-    *scale = p->bn_gamma[c] / sqrtf(p->bn_var[c] + p->bn_eps);
-    *shift = p->bn_beta[c] - p->bn_mean[c] * *scale;
-}
-
 /* Bias of output channel c at joint w, before the batch norm. */
 static float raw_bias(const gcn_params *p, int c, int w)
 {
@@ -120,8 +108,9 @@ static void pack(const gcn_params *p, gcn *g)
     int nv = p->joints, kc = p->k * p->cin;
     memcpy(g->adj, p->adj, sizeof(float) * p->k * nv * nv);
     for (int c = 0; c < p->cout; c++) {
-        float scale, shift;
-        bn_affine(p, c, &scale, &shift);
+        double fold, add;
+        bn_fold(&p->bn, c, &fold, &add);
+        float scale = (float)fold, shift = (float)add;
         for (int k = 0; k < p->k; k++)
             for (int i = 0; i < p->cin; i++)
                 g->w[(size_t)c * kc + k * p->cin + i] =

@@ -6,6 +6,7 @@
 #ifndef CIN_GCN_H
 #define CIN_GCN_H
 
+#include "bnorm.h"
 #include "node.h"
 
 typedef struct gcn_params {
@@ -17,9 +18,7 @@ typedef struct gcn_params {
     const float *adj;       /* [k][joints][joints], edge importance already applied */
     const float *pre_bias;  /* [k][cout], added before aggregation (ST-GCN's conv), or NULL */
     const float *post_bias; /* [cout], added after it (the sum of g_conv biases), or NULL */
-    /* Batch norm after aggregation, folded in; all NULL for none. */
-    const float *bn_gamma, *bn_beta, *bn_mean, *bn_var;
-    float bn_eps;
+    bn_params bn;           /* after aggregation, folded in; bn.gamma NULL for none */
     int relu;               /* 1: ReLU last */
 } gcn_params;
 

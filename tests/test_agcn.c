@@ -87,9 +87,8 @@ static cin_node *build_op(st_file *f, int cin, float *bufs[12])
     agcn_params p = {.cin = cin, .cout = cout, .k = k, .inter = ne, .joints = nv,
                      .persons = meta_int(f, "persons"), .weight = bufs[0], .bias = bufs[1],
                      .theta_w = bufs[2], .theta_b = bufs[3], .phi_w = bufs[4],
-                     .phi_b = bufs[5], .adj = bufs[6], .bn_gamma = bufs[8],
-                     .bn_beta = bufs[9], .bn_mean = bufs[10], .bn_var = bufs[11],
-                     .bn_eps = 1e-5f};
+                     .phi_b = bufs[5], .adj = bufs[6], 
+                     .bn = {bufs[8], bufs[9], bufs[10], bufs[11], 1e-5f}};
     cin_node *n = NULL;
     agcn_create(&p, &n, NULL);
     return n;

@@ -131,8 +131,8 @@ static cin_node *build_conv(const golden *g)
         .kt = meta_int(g, "kt", 1), .kh = meta_int(g, "kh", 1), .kw = meta_int(g, "kw", 1),
         .st = meta_int(g, "st", 1), .sh = meta_int(g, "sh", 1), .sw = meta_int(g, "sw", 1),
         .pt = meta_int(g, "pt", 0), .ph = meta_int(g, "ph", 0), .pw = meta_int(g, "pw", 0),
-        .h = g->h, .w = g->w, .weight = w, .bias = b, .bn_gamma = gamma, .bn_beta = beta,
-        .bn_mean = mean, .bn_var = var, .bn_eps = eps ? (float)atof(eps) : 1e-5f};
+        .h = g->h, .w = g->w, .weight = w, .bias = b,
+        .bn = {gamma, beta, mean, var, eps ? (float)atof(eps) : 1e-5f}};
     cin_node *n = NULL;
     cin_err err;
     if (w && conv3d_create(&p, &n, &err))
@@ -201,8 +201,8 @@ static cin_node *build_gcn(const golden *g)
     gcn_params p = {.cin = g->c, .cout = w ? (int)wi.shape[1] : 0, .k = meta_int(g, "k", 1),
                     .joints = meta_int(g, "joints", 1), .persons = meta_int(g, "persons", 1),
                     .weight = w, .adj = tensor(g, "adj"), .pre_bias = tensor(g, "pre_bias"),
-                    .post_bias = tensor(g, "post_bias"), .bn_gamma = bn[0], .bn_beta = bn[1],
-                    .bn_mean = bn[2], .bn_var = bn[3], .bn_eps = 1e-5f,
+                    .post_bias = tensor(g, "post_bias"), 
+                    .bn = {bn[0], bn[1], bn[2], bn[3], 1e-5f},
                     .relu = meta_int(g, "relu", 0)};
     cin_node *n = NULL;
     if (w && p.adj)
