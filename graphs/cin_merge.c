@@ -15,12 +15,14 @@ static void usage(FILE *to)
             "usage: cin-merge --base BASE.safetensors --out-dir DIR [--method opcm|"
             "task-arithmetic|average]\n"
             "                 [--alpha A] [--lambda L] [--variant fusion-bench|opcm-diag-kept]"
-            "\n                 [--project-conv] [--quiet] FT1.safetensors [FT2 ...]\n"
+            "\n                 [--project-conv] [--sum-only GLOB ...] [--quiet] FT1.safetensors "
+            "[FT2 ...]\n"
             "  --method        opcm (default), task-arithmetic, average\n"
             "  --alpha         OPCM singular-value share, in (0, 1) (default 0.5)\n"
             "  --lambda        task-arithmetic scale (default 0.3)\n"
             "  --variant       OPCM zeroing: fusion-bench (default) or opcm-diag-kept\n"
             "  --project-conv  OPCM: also project weights of >= 3 dims as [out, rest]\n"
+            "  --sum-only      OPCM: sum, not project, the tensors matching GLOB (repeatable)\n"
             "writes DIR/merged_<k>.safetensors after the k-th model\n");
 }
 
@@ -28,7 +30,8 @@ typedef struct cli {
     merge_opts o;
     const char *base, *out_dir;
     int quiet;
-    int first_model; /* argv index of the first fine-tuned model */
+    int first_model;       /* argv index of the first fine-tuned model */
+    const char **sum_only; /* argc entries, n_sum_only used */
 } cli;
 
 static int parse_double(const char *flag, const char *s, double *out)
@@ -65,6 +68,8 @@ static int parse_option(cli *c, int argc, char **argv, int *i)
         return parse_double(a, v, &c->o.alpha);
     if (strcmp(a, "--lambda") == 0)
         return parse_double(a, v, &c->o.lambda);
+    if (strcmp(a, "--sum-only") == 0)
+        return c->sum_only[c->o.n_sum_only++] = v, 0;
     int rc = 0;
     if (strcmp(a, "--method") == 0)
         rc = merge_method_parse(v, &c->o.method, &err);
@@ -81,6 +86,7 @@ static int parse_args(cli *c, int argc, char **argv)
 {
     int i = 1;
     c->o = merge_opts_default(MERGE_OPCM);
+    c->o.sum_only = c->sum_only;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout), 1;
@@ -107,33 +113,53 @@ static int make_dir(const char *dir)
     return -1;
 }
 
-int main(int argc, char **argv)
+/* The one-line summary after each model; OPCM adds its norm statistics. */
+static void report(const merge_state *m, const char *path)
 {
-    cli c = {0};
-    int rc = parse_args(&c, argc, argv);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
-    if (make_dir(c.out_dir) != 0)
-        return 1;
+    double mean, lambda;
+    int k = merge_count(m);
+    fprintf(stderr, "cin-merge: %d model%s -> %s", k, k == 1 ? "" : "s", path);
+    if (merge_opcm_stats(m, &mean, &lambda, NULL) == 0)
+        fprintf(stderr, " (mean task-vector norm %.6g, lambda_t %.6g)", mean, lambda);
+    fputc('\n', stderr);
+}
 
+/* Merges argv[first_model ..] in order, writing the merge after each; the exit status. */
+static int merge_run(const cli *c, int argc, char **argv)
+{
+    int rc = 0;
     merge_state *m;
     cin_err err = {0};
-    if (merge_create(c.base, &c.o, &m, &err) != 0) {
+    if (merge_create(c->base, &c->o, &m, &err) != 0) {
         fprintf(stderr, "cin-merge: %s\n", err.msg);
         return 1;
     }
-    for (int i = c.first_model; i < argc && rc == 0; i++) {
+    for (int i = c->first_model; i < argc && rc == 0; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/merged_%d.safetensors", c.out_dir, merge_count(m) + 1);
+        snprintf(path, sizeof path, "%s/merged_%d.safetensors", c->out_dir, merge_count(m) + 1);
         rc = merge_add(m, argv[i], &err);
         if (rc == 0)
             rc = merge_write(m, path, &err);
-        if (rc == 0 && !c.quiet)
-            fprintf(stderr, "cin-merge: %s: %d models -> %s\n", merge_method_name(c.o.method),
-                    merge_count(m), path);
+        if (rc == 0 && !c->quiet)
+            report(m, path);
     }
     if (rc != 0)
         fprintf(stderr, "cin-merge: %s\n", err.msg);
     merge_free(m);
     return rc ? 1 : 0;
 }
+
+int main(int argc, char **argv)
+{
+    cli c = {.sum_only = calloc((size_t)argc + 1, sizeof(char *))};
+    if (!c.sum_only)
+        return fprintf(stderr, "cin-merge: out of memory\n"), 1;
+    int rc = parse_args(&c, argc, argv);
+    if (rc == 0)
+        rc = make_dir(c.out_dir) == 0 ? merge_run(&c, argc, argv) : 1;
+    else
+        rc = rc > 0 ? 0 : 2;
+    free(c.sum_only);
+    return rc;
+}
+

@@ -6,6 +6,7 @@
 #include "merge.h"
 
 #include <cblas.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,15 @@
 void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
              double *s, double *u, const int *ldu, double *vt, const int *ldvt, double *work,
              const int *lwork, int *iwork, int *info, size_t jobz_len);
+
+/* The projection workspace, allocated once by merge_create for the largest projected tensor
+ * (so repeated arrivals do not fragment the heap): doubles, LAPACK's work array, iwork. */
+typedef struct opcm_ws {
+    double *mem, *work;
+    int *iwork;
+    size_t cap, icap;
+    int lwork;
+} opcm_ws;
 
 typedef struct merge_tensor {
     const char *name; /* owned by the base st_file */
@@ -39,11 +49,12 @@ struct merge_state {
     double norm_sum;    /* OPCM: sum of the single-task vector norms seen so far */
     double prev_lambda; /* OPCM: norm of the merged task vector before its last rescaling,
                          * over the mean single-task norm (fusion_bench previous_lambda_t) */
+    opcm_ws ws;
 };
 
 merge_opts merge_opts_default(merge_method method)
 {
-    merge_opts o = {method, MERGE_FUSION_BENCH, 0.5, 0.3, 0};
+    merge_opts o = {method, MERGE_FUSION_BENCH, 0.5, 0.3, 0, NULL, 0};
     return o;
 }
 
@@ -135,6 +146,8 @@ static int merge_check(const merge_state *m, const st_file *f, cin_err *err)
 
 /* ---- creation ---- */
 
+static int opcm_ws_init(merge_state *m, cin_err *err);
+
 static int merge_take_base(merge_state *m, cin_err *err)
 {
     size_t max = 1;
@@ -184,6 +197,8 @@ int merge_create(const char *base_path, const merge_opts *opts, merge_state **ou
                   : cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the tensor list",
                                 base_path);
     }
+    if (rc == 0 && opts->method == MERGE_OPCM)
+        rc = opcm_ws_init(m, err);
     if (rc != 0) {
         merge_free(m);
         return rc;
@@ -201,6 +216,9 @@ void merge_free(merge_state *m)
     free(m->t);
     free(m->base_buf);
     free(m->task_buf);
+    free(m->ws.mem);
+    free(m->ws.work);
+    free(m->ws.iwork);
     st_close(m->base);
     free(m);
 }
@@ -255,54 +273,48 @@ static int opcm_split_rank(const double *s, int k, double alpha)
     return 0;
 }
 
-/* Workspace of one projection, in double: a (m n), vt: U of prev (m k), u: V^T of prev (k n),
- * s (k), tv (m n), w (m k), p (k k), iwork (8 k ints). */
-typedef struct opcm_ws {
-    double *a, *s, *ua, *vat, *tv, *w, *p, *work;
-    int *iwork;
-} opcm_ws;
+/* One projection's matrices carved from mem: a (m n), tv (m n), ua: U of prev (m k), w (m k),
+ * vat: V^T of prev (k n), p (k k), s (k). */
+typedef struct opcm_mats {
+    double *a, *tv, *ua, *w, *vat, *p, *s;
+} opcm_mats;
 
-static int opcm_ws_alloc(opcm_ws *ws, size_t m, size_t n, size_t k)
+static size_t opcm_doubles(size_t m, size_t n, size_t k)
 {
-    size_t total = 2 * m * n + 2 * m * k + k * n + k * k + k;
-    ws->a = malloc(total * sizeof(double));
-    ws->iwork = malloc(8 * k * sizeof(int));
-    ws->work = NULL;
-    if (!ws->a || !ws->iwork)
-        return CIN_E_NOMEM;
-    ws->tv = ws->a + m * n;
-    ws->ua = ws->tv + m * n;
-    ws->w = ws->ua + m * k;
-    ws->vat = ws->w + m * k;
-    ws->p = ws->vat + k * n;
-    ws->s = ws->p + k * k;
-    return 0;
+    return 2 * m * n + 2 * m * k + k * n + k * k + k;
 }
 
-static void opcm_ws_free(opcm_ws *ws)
+static opcm_mats opcm_carve(const opcm_ws *ws, size_t m, size_t n, size_t k)
 {
-    free(ws->a);
-    free(ws->iwork);
-    free(ws->work);
+    opcm_mats x;
+    x.a = ws->mem;
+    x.tv = x.a + m * n;
+    x.ua = x.tv + m * n;
+    x.w = x.ua + m * k;
+    x.vat = x.w + m * k;
+    x.p = x.vat + k * n;
+    x.s = x.p + k * k;
+    return x;
 }
 
-/* SVD of prev [m, n] row-major. LAPACK is column-major, so it sees prev^T [n, m] and returns
- * prev^T = U' S V'^T: U' (n x k) read row-major is V^T of prev, V'^T (k x m) read row-major
- * is U of prev (m x k). */
-static int opcm_svd(opcm_ws *ws, int m, int n, int k, const char *name, cin_err *err)
+/* LAPACK's optimal work size for the SVD of an [m, n] row-major matrix, or -1. */
+static int opcm_lwork(int m, int n)
 {
-    int lwork = -1, info = 0;
-    double q = 0.0;
-    dgesdd_("S", &n, &m, ws->a, &n, ws->s, ws->vat, &n, ws->ua, &k, &q, &lwork, ws->iwork,
-            &info, 1);
-    if (info != 0)
-        return cin_err_set(err, CIN_E_INVAL, "tensor '%s': dgesdd workspace query info %d",
-                           name, info);
-    lwork = (int)q;
-    ws->work = malloc((size_t)(lwork > 1 ? lwork : 1) * sizeof(double));
-    if (!ws->work)
-        return cin_err_set(err, CIN_E_NOMEM, "tensor '%s': no memory for the SVD", name);
-    dgesdd_("S", &n, &m, ws->a, &n, ws->s, ws->vat, &n, ws->ua, &k, ws->work, &lwork,
+    int k = m < n ? m : n, lwork = -1, info = 0, iw = 0;
+    double q = 0.0, dummy = 0.0;
+    dgesdd_("S", &n, &m, &dummy, &n, &dummy, &dummy, &n, &dummy, &k, &q, &lwork, &iw, &info,
+            1);
+    return info == 0 ? (int)q : -1;
+}
+
+/* SVD of prev [m, n] row-major, already in x.a. LAPACK is column-major, so it sees prev^T
+ * [n, m] and returns prev^T = U' S V'^T: U' (n x k) read row-major is V^T of prev, V'^T
+ * (k x m) read row-major is U of prev (m x k). */
+static int opcm_svd(opcm_ws *ws, const opcm_mats *x, int m, int n, const char *name,
+                    cin_err *err)
+{
+    int k = m < n ? m : n, info = 0;
+    dgesdd_("S", &n, &m, x->a, &n, x->s, x->vat, &n, x->ua, &k, ws->work, &ws->lwork,
             ws->iwork, &info, 1);
     if (info != 0)
         return cin_err_set(err, CIN_E_INVAL, "tensor '%s': the SVD did not converge (info %d)",
@@ -326,54 +338,88 @@ static void opcm_mask(double *p, int k, int r, merge_variant variant)
 /* task <- U P' V^T with P = U^T task V over the full SVD of prev and P' = P with the blocks
  * above zeroed. Only the leading k = min(m, n) columns of U and V meet a zeroed entry, so this
  * equals task - U_k mask(P_k) V_k^T, which needs the thin SVD only. */
-static int opcm_project(const float *prev, float *task, int m, int n, const merge_opts *o,
-                        const char *name, cin_err *err)
+static int opcm_project(opcm_ws *ws, const float *prev, float *task, int m, int n,
+                        const merge_opts *o, const char *name, cin_err *err)
 {
     int k = m < n ? m : n;
     size_t mn = (size_t)m * n;
-    opcm_ws ws;
-    if (opcm_ws_alloc(&ws, (size_t)m, (size_t)n, (size_t)k) != 0) {
-        opcm_ws_free(&ws);
-        return cin_err_set(err, CIN_E_NOMEM, "tensor '%s': no memory to project", name);
-    }
+    opcm_mats x = opcm_carve(ws, (size_t)m, (size_t)n, (size_t)k);
     for (size_t i = 0; i < mn; i++) {
-        ws.a[i] = prev[i];
-        ws.tv[i] = task[i];
+        x.a[i] = prev[i];
+        x.tv[i] = task[i];
     }
-    int rc = opcm_svd(&ws, m, n, k, name, err);
-    if (rc != 0) {
-        opcm_ws_free(&ws);
+    int rc = opcm_svd(ws, &x, m, n, name, err);
+    if (rc != 0)
         return rc;
-    }
-    int r = opcm_split_rank(ws.s, k, o->alpha);
+    int r = opcm_split_rank(x.s, k, o->alpha);
 
     /* w = tv V (m x k); p = U^T w (k x k); masked; w = U p; a = w V^T (m x n). */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0, ws.tv, n, ws.vat, n,
-                0.0, ws.w, k);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, k, m, 1.0, ws.ua, k, ws.w, k, 0.0,
-                ws.p, k);
-    opcm_mask(ws.p, k, r, o->variant);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, k, 1.0, ws.ua, k, ws.p, k,
-                0.0, ws.w, k);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, ws.w, k, ws.vat, n,
-                0.0, ws.a, n);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0, x.tv, n, x.vat, n, 0.0,
+                x.w, k);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, k, m, 1.0, x.ua, k, x.w, k, 0.0,
+                x.p, k);
+    opcm_mask(x.p, k, r, o->variant);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, k, 1.0, x.ua, k, x.p, k, 0.0,
+                x.w, k);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, x.w, k, x.vat, n, 0.0,
+                x.a, n);
     for (size_t i = 0; i < mn; i++)
-        task[i] = (float)(ws.tv[i] - ws.a[i]);
-    opcm_ws_free(&ws);
+        task[i] = (float)(x.tv[i] - x.a[i]);
     return 0;
 }
 
-/* 2-D tensors are Linear weights and projected; with project_conv, tensors of 3 or more
- * dimensions too, as [shape[0], numel / shape[0]] (their row-major layout already is). */
+static int opcm_sum_only(const char *name, const merge_opts *o)
+{
+    for (int i = 0; i < o->n_sum_only; i++) {
+        if (fnmatch(o->sum_only[i], name, 0) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 2-D tensors are Linear weights and projected, unless named in sum_only; with project_conv,
+ * tensors of 3 or more dimensions too, as [shape[0], numel / shape[0]] (their row-major
+ * layout already is). */
 static int opcm_projected(const merge_tensor *t, const merge_opts *o, int *rows, int *cols)
 {
     if (t->numel == 0 || t->ndim < 2 || (t->ndim > 2 && !o->project_conv))
+        return 0;
+    if (opcm_sum_only(t->name, o))
         return 0;
     if (t->shape[0] > INT32_MAX || (int64_t)(t->numel / t->shape[0]) > INT32_MAX)
         return 0;
     *rows = (int)t->shape[0];
     *cols = (int)(t->numel / (size_t)t->shape[0]);
     return 1;
+}
+
+/* Sizes the workspace for the largest projected tensor and allocates it. */
+static int opcm_ws_init(merge_state *m, cin_err *err)
+{
+    opcm_ws *ws = &m->ws;
+    ws->cap = ws->icap = 1;
+    ws->lwork = 1;
+    for (int i = 0; i < m->n; i++) {
+        int rows, cols;
+        if (!opcm_projected(&m->t[i], &m->o, &rows, &cols))
+            continue;
+        size_t k = (size_t)(rows < cols ? rows : cols);
+        size_t need = opcm_doubles((size_t)rows, (size_t)cols, k);
+        int lwork = opcm_lwork(rows, cols);
+        if (lwork < 0)
+            return cin_err_set(err, CIN_E_INVAL, "tensor '%s': dgesdd workspace query failed",
+                               m->t[i].name);
+        ws->cap = need > ws->cap ? need : ws->cap;
+        ws->icap = 8 * k > ws->icap ? 8 * k : ws->icap;
+        ws->lwork = lwork > ws->lwork ? lwork : ws->lwork;
+    }
+    ws->mem = malloc(ws->cap * sizeof(double));
+    ws->work = malloc((size_t)ws->lwork * sizeof(double));
+    ws->iwork = malloc(ws->icap * sizeof(int));
+    if (!ws->mem || !ws->work || !ws->iwork)
+        return cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the projection workspace "
+                           "(%zu doubles)", st_path(m->base), ws->cap + (size_t)ws->lwork);
+    return 0;
 }
 
 /* ---- one arrival per method ---- */
@@ -403,7 +449,7 @@ static int opcm_fold(merge_state *m, const st_file *f, int i, double *sq, cin_er
         x[j] -= b[j];
     }
     if (opcm_projected(t, &m->o, &rows, &cols)) {
-        rc = opcm_project(y, x, rows, cols, &m->o, t->name, err);
+        rc = opcm_project(&m->ws, y, x, rows, cols, &m->o, t->name, err);
         if (rc != 0)
             return rc;
     }
@@ -502,6 +548,17 @@ int merge_add(merge_state *m, const char *path, cin_err *err)
     }
     st_close(f);
     return rc;
+}
+
+int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, cin_err *err)
+{
+    if (m->o.method != MERGE_OPCM || m->count == 0)
+        return cin_err_set(err, CIN_E_INVAL, "OPCM statistics need an OPCM merge of at least "
+                           "one model (method %s, %d models)", merge_method_name(m->o.method),
+                           m->count);
+    *mean_norm = m->norm_sum / m->count;
+    *lambda = m->prev_lambda;
+    return 0;
 }
 
 int merge_write(const merge_state *m, const char *path, cin_err *err)

@@ -41,11 +41,16 @@ typedef struct merge_opts {
     double lambda;         /* task arithmetic: scale of every task vector */
     int project_conv;      /* OPCM: also project tensors of >= 3 dimensions, seen as
                             * [shape[0], rest]; fusion_bench projects 2-D (Linear) only */
+    const char *const *sum_only; /* OPCM: glob patterns (fnmatch) of tensors to sum, not
+                                  * project, e.g. an nn.Embedding's weight; may be NULL. The
+                                  * strings must outlive the merge_state. */
+    int n_sum_only;
 } merge_opts;
 
 typedef struct merge_state merge_state;
 
-/* The reference defaults: alpha 0.5, lambda 0.3, the fusion_bench variant, 2-D only. */
+/* The reference defaults: alpha 0.5, lambda 0.3, the fusion_bench variant, every 2-D tensor
+ * projected and nothing else. */
 merge_opts merge_opts_default(merge_method method);
 
 /* Parses "opcm", "task-arithmetic" or "average" (and the variant names "fusion-bench",
@@ -66,6 +71,11 @@ int merge_add(merge_state *m, const char *path, cin_err *err);
 
 /* Number of models merged so far. */
 int merge_count(const merge_state *m);
+
+/* OPCM: the mean single-task vector norm so far and lambda_t, the merged task vector's norm
+ * before its last rescaling over that mean (1 after the first model). CIN_E_INVAL for the
+ * other methods or before the first model. */
+int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, cin_err *err);
 
 /* Writes the current merge to path (atomically, safetensors F32, the base's tensor order) with
  * metadata cin.merge.method and cin.merge.models. CIN_E_INVAL before the first merge_add. */
