@@ -12,6 +12,8 @@
                                 layout ("stgcn": yysijie, "coskel": continual-skeletons)
   stgcn[_star]_clip_<layout>.safetensors  ST-GCN (CoST-GCN*: no padding) logits for one clip
   cost_gcn[_star]_steps_<layout>.safetensors  continual logits over a stream, see stgcn.py
+  merge/base, merge/ft_<k>      synthetic models for cin-merge, and merge/<case>.safetensors the
+                                merge after each of them ("<k>/<tensor>"), see opcm.py
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
@@ -30,6 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ops import make_op_goldens  # noqa: E402
+from opcm import make_merge_goldens  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
                     seeded_tensor)
@@ -301,6 +304,7 @@ def main():
     for case in TRANSFORMER_CASES:
         transformer_golden(GOLDEN, *case)
     stgcn_goldens(GOLDEN)
+    make_merge_goldens(os.path.join(GOLDEN, "merge"))
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 
