@@ -105,12 +105,28 @@ static int parse_args(cli *c, int argc, char **argv)
     return 0;
 }
 
+/* mkdir -p: creates dir and any missing parents. */
 static int make_dir(const char *dir)
 {
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST)
-        return 0;
-    fprintf(stderr, "cin-merge: cannot create %s: %s\n", dir, strerror(errno));
-    return -1;
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len >= sizeof path) {
+        fprintf(stderr, "cin-merge: --out-dir is longer than %zu bytes\n", sizeof path - 1);
+        return -1;
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "cin-merge: cannot create %s: %s\n", path, strerror(errno));
+            return -1;
+        }
+        path[i] = c;
+    }
+    return 0;
 }
 
 /* The one-line summary after each model; OPCM adds its norm statistics. */
