@@ -15,14 +15,16 @@ static void usage(FILE *to)
             "usage: cin-merge --base BASE.safetensors --out-dir DIR [--method opcm|"
             "task-arithmetic|average]\n"
             "                 [--alpha A] [--lambda L] [--variant fusion-bench|opcm-diag-kept]"
-            "\n                 [--project-conv] [--sum-only GLOB ...] [--quiet] FT1.safetensors "
-            "[FT2 ...]\n"
+            "\n                 [--project-conv] [--sum-only GLOB ...] [--buffer GLOB ...] "
+            "[--no-default-buffers]\n                 [--quiet] FT1.safetensors [FT2 ...]\n"
             "  --method        opcm (default), task-arithmetic, average\n"
             "  --alpha         OPCM singular-value share, in (0, 1) (default 0.5)\n"
             "  --lambda        task-arithmetic scale (default 0.3)\n"
             "  --variant       OPCM zeroing: fusion-bench (default) or opcm-diag-kept\n"
             "  --project-conv  OPCM: also project weights of >= 3 dims as [out, rest]\n"
             "  --sum-only      OPCM: sum, not project, the tensors matching GLOB (repeatable)\n"
+            "  --buffer        tensors matching GLOB are buffers, not merged (repeatable;\n"
+            "                  *running_mean and *running_var are, unless --no-default-buffers)\n"
             "writes DIR/merged_<k>.safetensors after the k-th model\n");
 }
 
@@ -32,6 +34,8 @@ typedef struct cli {
     int quiet;
     int first_model;       /* argv index of the first fine-tuned model */
     const char **sum_only; /* argc entries, n_sum_only used */
+    const char **buffers;  /* the default patterns (n_default), then those of --buffer */
+    int n_buffers, n_default, no_default_buffers;
 } cli;
 
 static int parse_double(const char *flag, const char *s, double *out)
@@ -55,6 +59,8 @@ static int parse_option(cli *c, int argc, char **argv, int *i)
         return c->o.project_conv = 1, 0;
     if (strcmp(a, "--quiet") == 0)
         return c->quiet = 1, 0;
+    if (strcmp(a, "--no-default-buffers") == 0)
+        return c->no_default_buffers = 1, 0;
     if (!v) {
         fprintf(stderr, "cin-merge: %s needs a value\n", a);
         return -1;
@@ -70,6 +76,8 @@ static int parse_option(cli *c, int argc, char **argv, int *i)
         return parse_double(a, v, &c->o.lambda);
     if (strcmp(a, "--sum-only") == 0)
         return c->sum_only[c->o.n_sum_only++] = v, 0;
+    if (strcmp(a, "--buffer") == 0)
+        return c->buffers[c->n_buffers++] = v, 0;
     int rc = 0;
     if (strcmp(a, "--method") == 0)
         rc = merge_method_parse(v, &c->o.method, &err);
@@ -87,6 +95,9 @@ static int parse_args(cli *c, int argc, char **argv)
     int i = 1;
     c->o = merge_opts_default(MERGE_OPCM);
     c->o.sum_only = c->sum_only;
+    for (c->n_default = 0; c->n_default < c->o.n_buffers; c->n_default++)
+        c->buffers[c->n_default] = c->o.buffers[c->n_default];
+    c->n_buffers = c->n_default;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout), 1;
@@ -98,6 +109,9 @@ static int parse_args(cli *c, int argc, char **argv)
             return -1;
     }
     c->first_model = i;
+    int skip = c->no_default_buffers ? c->n_default : 0;
+    c->o.buffers = c->buffers + skip;
+    c->o.n_buffers = c->n_buffers - skip;
     if (!c->base || !c->out_dir || i >= argc) {
         usage(stderr);
         return -1;
@@ -167,8 +181,9 @@ static int merge_run(const cli *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    cli c = {.sum_only = calloc((size_t)argc + 1, sizeof(char *))};
-    if (!c.sum_only)
+    cli c = {.sum_only = calloc((size_t)argc + 1, sizeof(char *)),
+             .buffers = calloc((size_t)argc + 8, sizeof(char *))};
+    if (!c.sum_only || !c.buffers)
         return fprintf(stderr, "cin-merge: out of memory\n"), 1;
     int rc = parse_args(&c, argc, argv);
     if (rc == 0)
@@ -176,6 +191,7 @@ int main(int argc, char **argv)
     else
         rc = rc > 0 ? 0 : 2;
     free(c.sum_only);
+    free(c.buffers);
     return rc;
 }
 

@@ -34,6 +34,7 @@ typedef struct merge_tensor {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     size_t numel;
+    int buffer; /* matches merge_opts.buffers: not merged */
     float *merged;
 } merge_tensor;
 
@@ -52,10 +53,22 @@ struct merge_state {
     opcm_ws ws;
 };
 
+static const char *const default_buffers[] = {"*running_mean", "*running_var"};
+
 merge_opts merge_opts_default(merge_method method)
 {
-    merge_opts o = {method, MERGE_FUSION_BENCH, 0.5, 0.3, 0, NULL, 0};
+    merge_opts o = {method, MERGE_FUSION_BENCH, 0.5, 0.3, 0, NULL, 0, default_buffers, 2};
     return o;
+}
+
+/* 1 when name matches one of the n glob patterns. */
+static int merge_glob(const char *name, const char *const *patterns, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (fnmatch(patterns[i], name, 0) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static const char *const method_names[] = {"opcm", "task-arithmetic", "average"};
@@ -163,6 +176,7 @@ static int merge_take_base(merge_state *m, cin_err *err)
         t->ndim = info.ndim;
         memcpy(t->shape, info.shape, sizeof t->shape);
         t->numel = info.nbytes / sizeof(float);
+        t->buffer = merge_glob(t->name, m->o.buffers, m->o.n_buffers);
         t->merged = malloc((t->numel ? t->numel : 1) * sizeof(float));
         if (!t->merged)
             return cin_err_set(err, CIN_E_NOMEM, "%s: no memory for tensor '%s'",
@@ -368,15 +382,6 @@ static int opcm_project(opcm_ws *ws, const float *prev, float *task, int m, int 
     return 0;
 }
 
-static int opcm_sum_only(const char *name, const merge_opts *o)
-{
-    for (int i = 0; i < o->n_sum_only; i++) {
-        if (fnmatch(o->sum_only[i], name, 0) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* 2-D tensors are Linear weights and projected, unless named in sum_only; with project_conv,
  * tensors of 3 or more dimensions too, as [shape[0], numel / shape[0]] (their row-major
  * layout already is). */
@@ -384,7 +389,7 @@ static int opcm_projected(const merge_tensor *t, const merge_opts *o, int *rows,
 {
     if (t->numel == 0 || t->ndim < 2 || (t->ndim > 2 && !o->project_conv))
         return 0;
-    if (opcm_sum_only(t->name, o))
+    if (t->buffer || merge_glob(t->name, o->sum_only, o->n_sum_only))
         return 0;
     if (t->shape[0] > INT32_MAX || (int64_t)(t->numel / t->shape[0]) > INT32_MAX)
         return 0;
@@ -435,8 +440,9 @@ static int opcm_first(merge_state *m, const st_file *f, cin_err *err)
     return rc;
 }
 
-/* merged tv of tensor i <- prev_lambda * (merged - base) + projected (task - base); returns
- * its squared norm in *sq. */
+/* merged tv of tensor i <- prev_lambda * (merged - base) + projected (task - base); adds its
+ * squared norm to *sq. A buffer keeps the first model's value and still counts in the norm
+ * (fusion_bench merges named_parameters() but measures the state_dict). */
 static int opcm_fold(merge_state *m, const st_file *f, int i, double *sq, cin_err *err)
 {
     merge_tensor *t = &m->t[i];
@@ -444,6 +450,11 @@ static int opcm_fold(merge_state *m, const st_file *f, int i, double *sq, cin_er
     int rows, cols, rc = merge_read(m, f, i, err);
     if (rc != 0)
         return rc;
+    if (t->buffer) {
+        for (size_t j = 0; j < t->numel; j++)
+            *sq += ((double)y[j] - b[j]) * ((double)y[j] - b[j]);
+        return 0;
+    }
     for (size_t j = 0; j < t->numel; j++) {
         y[j] -= b[j];
         x[j] -= b[j];
@@ -480,6 +491,8 @@ static int opcm_next(merge_state *m, const st_file *f, cin_err *err)
                            "so far equals the base", st_path(f));
     for (int i = 0; i < m->n; i++) {
         merge_tensor *t = &m->t[i];
+        if (t->buffer)
+            continue;
         if ((rc = st_read_f32(m->base, t->name, -1, NULL, m->base_buf, err)) != 0)
             return rc;
         for (size_t j = 0; j < t->numel; j++)
@@ -490,7 +503,8 @@ static int opcm_next(merge_state *m, const st_file *f, cin_err *err)
     return 0;
 }
 
-/* fusion_bench opcm/task_arithmetic.py: merged starts at the base, += lambda (task - base). */
+/* fusion_bench opcm/task_arithmetic.py: merged starts at the base, += lambda (task - base);
+ * buffers stay the base's. */
 static int task_arithmetic_add(merge_state *m, const st_file *f, cin_err *err)
 {
     float lambda = (float)m->o.lambda;
@@ -499,6 +513,11 @@ static int task_arithmetic_add(merge_state *m, const st_file *f, cin_err *err)
         int rc = merge_read(m, f, i, err);
         if (rc != 0)
             return rc;
+        if (t->buffer) {
+            if (m->count == 0)
+                memcpy(t->merged, m->base_buf, t->numel * sizeof(float));
+            continue;
+        }
         for (size_t j = 0; j < t->numel; j++) {
             float prev = m->count ? t->merged[j] : m->base_buf[j];
             t->merged[j] = prev + lambda * (m->task_buf[j] - m->base_buf[j]);
@@ -507,12 +526,15 @@ static int task_arithmetic_add(merge_state *m, const st_file *f, cin_err *err)
     return 0;
 }
 
-/* fusion_bench opcm/weight_average.py: merged <- (merged * k + task) / (k + 1). */
+/* fusion_bench opcm/weight_average.py: merged <- (merged * k + task) / (k + 1); buffers stay
+ * the first model's. */
 static int average_add(merge_state *m, const st_file *f, cin_err *err)
 {
     float k = (float)m->count;
     for (int i = 0; i < m->n; i++) {
         merge_tensor *t = &m->t[i];
+        if (t->buffer && m->count > 0)
+            continue;
         int rc = st_read_f32(f, t->name, t->ndim, t->shape, m->task_buf, err);
         if (rc != 0)
             return rc;

@@ -45,12 +45,18 @@ typedef struct merge_opts {
                                   * project, e.g. an nn.Embedding's weight; may be NULL. The
                                   * strings must outlive the merge_state. */
     int n_sum_only;
+    const char *const *buffers; /* glob patterns of buffers, which fusion_bench does not merge
+                                 * (it merges named_parameters()): they keep the first model's
+                                 * values (the base's in task arithmetic), and OPCM counts them
+                                 * in its norms but does not rescale them. Default: PyTorch's
+                                 * BatchNorm statistics, "*running_mean" and "*running_var". */
+    int n_buffers;
 } merge_opts;
 
 typedef struct merge_state merge_state;
 
 /* The reference defaults: alpha 0.5, lambda 0.3, the fusion_bench variant, every 2-D tensor
- * projected and nothing else. */
+ * projected and nothing else, BatchNorm running statistics as buffers. */
 merge_opts merge_opts_default(merge_method method);
 
 /* Parses "opcm", "task-arithmetic" or "average" (and the variant names "fusion-bench",

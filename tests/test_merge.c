@@ -124,6 +124,47 @@ static void test_opcm_sum_only_sums_matching_2d_tensors(void)
     mgt_check_case(&o, "opcm_sum_only_head");
 }
 
+/* Without buffers, BatchNorm statistics are merged, projected and rescaled like parameters. */
+static void test_opcm_without_buffers_merges_running_statistics(void)
+{
+    merge_opts o = merge_opts_default(MERGE_OPCM);
+    o.n_buffers = 0;
+    mgt_check_case(&o, "opcm_no_buffers");
+}
+
+/* The 6 floats of bn.running_var in the model at path. */
+static void mgt_read_var(const char *path, float *v)
+{
+    st_file *f;
+    cin_err err = {0};
+    int64_t shape[1] = {6};
+    CU_ASSERT_FATAL(st_open(path, &f, &err) == 0);
+    CU_ASSERT_FATAL(st_read_f32(f, "bn.running_var", 1, shape, v, &err) == 0);
+    st_close(f);
+}
+
+/* fusion_bench merges named_parameters() only: buffers stay the first model's (OPCM, average)
+ * or the base's (task arithmetic), bit for bit. */
+static void test_buffers_keep_the_first_models_or_the_bases_values(void)
+{
+    static const merge_method methods[] = {MERGE_OPCM, MERGE_AVERAGE, MERGE_TASK_ARITHMETIC};
+    const char *out = tu_tmp_path("buffers.safetensors");
+    float want[6], got[6];
+    for (int i = 0; i < 3; i++) {
+        merge_opts o = merge_opts_default(methods[i]);
+        merge_state *m;
+        cin_err err = {0};
+        CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+        for (int k = 1; k <= MGT_MODELS; k++)
+            CU_ASSERT_FATAL(merge_add(m, mgt_ft(k), &err) == 0);
+        CU_ASSERT_FATAL(merge_write(m, out, &err) == 0);
+        merge_free(m);
+        mgt_read_var(out, got);
+        mgt_read_var(i < 2 ? mgt_ft(1) : MGT_DIR "base.safetensors", want);
+        CU_ASSERT(memcmp(got, want, sizeof want) == 0);
+    }
+}
+
 static void test_opcm_diag_kept_variant_matches_its_golden(void)
 {
     merge_opts o = merge_opts_default(MERGE_OPCM);
@@ -448,6 +489,8 @@ int test_merge_register(void)
         MGT_T(test_opcm_alpha_0_8_keeps_a_larger_block_out),
         MGT_T(test_opcm_project_conv_projects_conv_weight_as_out_by_rest),
         MGT_T(test_opcm_sum_only_sums_matching_2d_tensors),
+        MGT_T(test_opcm_without_buffers_merges_running_statistics),
+        MGT_T(test_buffers_keep_the_first_models_or_the_bases_values),
         MGT_T(test_opcm_diag_kept_variant_matches_its_golden),
         MGT_T(test_task_arithmetic_matches_after_each_of_4_merges),
         MGT_T(test_average_matches_after_each_of_4_merges),

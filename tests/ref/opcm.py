@@ -14,8 +14,10 @@ Models are ordered dicts {name: float32 tensor}. The choices follow fusion_bench
 - task_arithmetic.py: merged = base + lambda * sum of task vectors; weight_average.py: the
   running mean (merged * k + ft) / (k + 1).
 Variants of ours: diag_kept (tanganke/opcm, whose diag().fill_(0) fills a copy and leaves the
-diagonal), project_conv (tensors of >= 3 dims projected too, viewed as [shape[0], -1]) and
-sum_only (glob patterns of 2-D tensors summed as fusion_bench sums a non-Linear module's).
+diagonal), project_conv (tensors of >= 3 dims projected too, viewed as [shape[0], -1]),
+sum_only (glob patterns of 2-D tensors summed as fusion_bench sums a non-Linear module's) and
+buffers (glob patterns of tensors that are buffers there, BatchNorm statistics by default: not
+merged; OPCM counts them in its norms, which fusion_bench takes over the state_dict).
 The goldens run these in float64 on the float32 models (as every golden here, so the files do
 not depend on the machine); fusion_bench's own code in float32 on the same models agrees to 1e-6.
 """
@@ -56,8 +58,18 @@ def _projected(name, value, project_conv, sum_only):
     return value.dim() == 2 or (project_conv and value.dim() > 2)
 
 
-def opcm(base, models, alpha=0.5, diag_kept=False, project_conv=False, sum_only=()):
-    """Yields the merge after each model."""
+# Tensors fusion_bench does not merge, since they are not in named_parameters(): BatchNorm's.
+BUFFERS = ("*running_mean", "*running_var")
+
+
+def _is_buffer(name, buffers):
+    return any(fnmatch.fnmatchcase(name, p) for p in buffers)
+
+
+def opcm(base, models, alpha=0.5, diag_kept=False, project_conv=False, sum_only=(),
+         buffers=BUFFERS):
+    """Yields the merge after each model. Buffers keep the first model's values and count in
+    the norms, which fusion_bench takes over the state_dict."""
     merged = OrderedDict((k, v.clone()) for k, v in models[0].items())
     norms = [_norm(merged, base)]
     prev_lambda = 1.0
@@ -66,37 +78,46 @@ def opcm(base, models, alpha=0.5, diag_kept=False, project_conv=False, sum_only=
         norms.append(_norm(ft, base))
         mean = torch.stack(norms).mean()
         for k, b in base.items():
+            if _is_buffer(k, buffers):
+                continue
             prev, task = merged[k] - b, ft[k] - b
             if _projected(k, b, project_conv, sum_only):
                 task = project(prev, task, alpha, diag_kept)
             merged[k] = b + (prev_lambda * prev + task)
         norm = _norm(merged, base)
         for k, b in base.items():
-            merged[k] = b + (merged[k] - b) * (mean / norm)
+            if not _is_buffer(k, buffers):
+                merged[k] = b + (merged[k] - b) * (mean / norm)
         prev_lambda = (norm / mean).item()
         yield merged
 
 
-def task_arithmetic(base, models, lam=0.3):
+def task_arithmetic(base, models, lam=0.3, buffers=BUFFERS):
+    """Buffers stay the base's."""
     merged = OrderedDict((k, v.clone()) for k, v in base.items())
     for ft in models:
         for k, b in base.items():
-            merged[k] = merged[k] + lam * (ft[k] - b)
+            if not _is_buffer(k, buffers):
+                merged[k] = merged[k] + lam * (ft[k] - b)
         yield merged
 
 
-def average(base, models):
+def average(base, models, buffers=BUFFERS):
+    """Buffers stay the first model's."""
     merged = OrderedDict((k, v.clone()) for k, v in models[0].items())
     yield merged
     for i, ft in enumerate(models[1:], start=1):
         for k in base:
-            merged[k] = (merged[k] * i + ft[k]) / (i + 1)
+            if not _is_buffer(k, buffers):
+                merged[k] = (merged[k] * i + ft[k]) / (i + 1)
         yield merged
 
 
-# A small model: Linear weights tall and wide, their biases, a norm's 1-D parameters and a
-# Conv3d weight [out, in, kt, kh, kw].
-SHAPES = [("blocks.0.fc1.weight", (12, 8)), ("blocks.0.fc1.bias", (12,)),
+# A small model: Linear weights tall and wide, their biases, a norm's 1-D parameters, a
+# BatchNorm's parameters and running statistics, and a Conv3d weight [out, in, kt, kh, kw].
+SHAPES = [("bn.weight", (6,)), ("bn.bias", (6,)), ("bn.running_mean", (6,)),
+          ("bn.running_var", (6,)),
+          ("blocks.0.fc1.weight", (12, 8)), ("blocks.0.fc1.bias", (12,)),
           ("blocks.0.fc2.weight", (6, 12)), ("blocks.0.fc2.bias", (6,)),
           ("head.weight", (5, 6)), ("head.bias", (5,)), ("norm.weight", (6,)),
           ("norm.bias", (6,)), ("stem.conv.weight", (4, 3, 3, 2, 2))]
@@ -108,6 +129,7 @@ def synthetic_models(seed=7):
     direction between tasks plus its own noise, so the projections have something to remove."""
     g = torch.Generator().manual_seed(seed)
     base = OrderedDict((k, torch.randn(s, generator=g)) for k, s in SHAPES)
+    base["bn.running_var"] = base["bn.running_var"].abs() + 0.5
     models = []
     for t in range(MODELS):
         ft = OrderedDict()
@@ -129,6 +151,7 @@ CASES = [
     ("opcm_diag_kept", lambda b, m: opcm(b, m, diag_kept=True)),
     ("opcm_conv", lambda b, m: opcm(b, m, project_conv=True)),
     ("opcm_sum_only_head", lambda b, m: opcm(b, m, sum_only=("head.*",))),
+    ("opcm_no_buffers", lambda b, m: opcm(b, m, buffers=())),
     ("task_arithmetic", lambda b, m: task_arithmetic(b, m, 0.3)),
     ("average", lambda b, m: average(b, m)),
 ]
