@@ -585,8 +585,11 @@ int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, ci
 
 int merge_write(const merge_state *m, const char *path, cin_err *err)
 {
-    if (m->count == 0)
-        return cin_err_set(err, CIN_E_INVAL, "%s: no model has been merged yet", path);
+    if (m->count == 0 || m->broken)
+        return cin_err_set(err, CIN_E_INVAL, "%s: %s", path,
+                           m->broken ? "a model failed half-way through the merge, which is "
+                                       "no longer valid"
+                                     : "no model has been merged yet");
     st_out *outs = calloc(m->n ? (size_t)m->n : 1, sizeof *outs);
     if (!outs)
         return cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the tensor list", path);

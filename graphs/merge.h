@@ -72,7 +72,9 @@ int merge_create(const char *base_path, const merge_opts *opts, merge_state **ou
 
 /* Folds the fine-tuned model at path into the merge. The file is checked first: the same
  * tensor names and shapes as the base, all F32 (CIN_E_NOTFOUND, CIN_E_SHAPE, CIN_E_FORMAT
- * name the file and the tensor); on an error the merge is unchanged. */
+ * name the file and the tensor); on such an error the merge is unchanged. An error after the
+ * check (CIN_E_NOMEM, an SVD that does not converge) leaves the merge invalid: later
+ * merge_add and merge_write calls fail with CIN_E_INVAL. */
 int merge_add(merge_state *m, const char *path, cin_err *err);
 
 /* Number of models merged so far. */
@@ -84,7 +86,8 @@ int merge_count(const merge_state *m);
 int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, cin_err *err);
 
 /* Writes the current merge to path (atomically, safetensors F32, the base's tensor order) with
- * metadata cin.merge.method and cin.merge.models. CIN_E_INVAL before the first merge_add. */
+ * metadata cin.merge.method and cin.merge.models. CIN_E_INVAL before the first merge_add or
+ * after one that failed half-way. */
 int merge_write(const merge_state *m, const char *path, cin_err *err);
 
 void merge_free(merge_state *m);
