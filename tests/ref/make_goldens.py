@@ -19,6 +19,8 @@
   agcn_names_coskel.txt         state_dict name and shape of an AGCN checkpoint
   agcn[_star]_clip_coskel.safetensors  AGCN (AGCN*: a_gcn_mod) logits for one clip
   coagcn[_star]_steps_coskel.safetensors  CoAGCN (CoAGCN*) logits stepped over a stream
+  merge/base, merge/ft_<k>      synthetic models for cin-merge, and merge/<case>.safetensors the
+                                merge after each of them ("<k>/<tensor>"), see opcm.py
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
@@ -37,6 +39,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ops import make_op_goldens  # noqa: E402
+from opcm import make_merge_goldens  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
                     seeded_tensor)
@@ -385,6 +388,7 @@ def main():
         transformer_golden(GOLDEN, *case)
     stgcn_goldens(GOLDEN)
     agcn_goldens(GOLDEN)
+    make_merge_goldens(os.path.join(GOLDEN, "merge"))
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 
