@@ -27,7 +27,10 @@ for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-maj
 [steps, input_dim] for the transformers, [T, 3, 25, 2] (frames, xyz, NTU joints, persons) for
 ST-GCN, whose graph entries (A, gcn.A) hold the NTU spatial graph instead of seeded values; the
 input is not stored, only its sum.
-All arithmetic is float64, stored as float32, so the files do not depend on the machine.
+All arithmetic is float64, stored as float32, so the tensors do not depend on the machine. One
+metadata field does: f32_rel_err (logits_f32_rel_err) records how far a float32 run of the same
+reference lands, which varies with the CPU's BLAS kernels; files regenerated on another machine
+differ from the committed ones in that field only, and repeat exactly on the same machine.
 Run with Debian's python (torch 1.13): /usr/bin/python3 tests/ref/make_goldens.py
 """
 import os
