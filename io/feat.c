@@ -56,7 +56,7 @@ int feat_open(const feat_opts *o, feat_src **out, cin_err *err)
     s->numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (!s->numeric)
         rc = cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
-    lines_opts lo = {.uri = o->uri, .max_line = FEAT_MAX_LINE, .warn = o->warn,
+    lines_opts lo = {.uri = o->uri, .max_line = FEAT_MAX_LINE, .warn = o->warn, .stop = o->stop,
                      .warn_user = o->warn_user};
     if (!rc)
         rc = lines_open(&lo, &s->lines, err);

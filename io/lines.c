@@ -25,6 +25,7 @@ struct lines_src {
     int fd;
     int own_fd;                 /* 0 for stdin, which stays open */
     int datagrams;              /* udp://: each read is one datagram, which ends a line */
+    const volatile sig_atomic_t *stop;
     int have_ring;
     struct io_uring ring;       /* one read in flight at a time */
     lines_warn_fn warn;
@@ -36,7 +37,8 @@ struct lines_src {
     size_t max_cap;
     char *buf;                  /* [start, end) read, not consumed; no newline in [start, scan) */
     size_t cap, start, scan, end;
-    int eof;                    /* a read returned 0 (never for datagrams) */
+    int eof;                    /* a read returned 0 (never for datagrams), or a stop */
+    int stopped;                /* a stop request ended the input */
     int read_errno;             /* nonzero once a read failed; lines_next fails from then on */
     int64_t line_no;            /* of the line last taken from buf, from 1 */
     int64_t skipped;
@@ -261,6 +263,7 @@ int lines_open(const lines_opts *o, lines_src **out, cin_err *err)
     s->fd = -1;
     s->warn = o->warn;
     s->warn_user = o->warn_user;
+    s->stop = o->stop;
     s->max_line = o->max_line;
     s->max_cap = o->max_line + 2;
     s->cap = s->max_cap < LINES_FIRST_CAP ? s->max_cap : LINES_FIRST_CAP;
@@ -320,7 +323,13 @@ int lines_is_blank(const char *line, size_t len)
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
-/* Submits one request and waits for it: its result, or a negative errno. */
+static int lines_stopped(const lines_src *s)
+{
+    return s->stop && *s->stop;
+}
+
+/* Submits one request and waits for it: its result, or a negative errno; -ECANCELED when a
+ * signal interrupts the wait and the stop flag is set (the request is cancelled at close). */
 static int lines_ring_wait(lines_src *s)
 {
     int rc = io_uring_submit(&s->ring);
@@ -329,12 +338,23 @@ static int lines_ring_wait(lines_src *s)
     struct io_uring_cqe *cqe;
     do
         rc = io_uring_wait_cqe(&s->ring, &cqe);
-    while (rc == -EINTR);
+    while (rc == -EINTR && !lines_stopped(s));
+    if (rc == -EINTR)
+        return -ECANCELED;
     if (rc < 0)
         return rc;
     int res = cqe->res;
     io_uring_cqe_seen(&s->ring, cqe);
     return res;
+}
+
+/* A stop request ends the input where it is: what was read of an unfinished line is dropped,
+ * and the read reports the end. */
+static ssize_t lines_stop(lines_src *s)
+{
+    s->stopped = 1;
+    s->start = s->scan = s->end = 0;
+    return 0;
 }
 
 /* One read of up to n bytes through the ring, waited for: the bytes read (for a datagram,
@@ -345,6 +365,8 @@ static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
 {
     unsigned len = (unsigned)(n < (1u << 30) ? n : (1u << 30));
     for (;;) {
+        if (lines_stopped(s))
+            return lines_stop(s);
         struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
         if (!sqe) {
             errno = EBUSY;
@@ -355,6 +377,8 @@ static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
         else
             io_uring_prep_read(sqe, s->fd, dst, len, (uint64_t)-1);
         int res = lines_ring_wait(s);
+        if (res == -ECANCELED)
+            return lines_stop(s);
         if (res >= 0)
             return res;
         if (res != -EAGAIN && res != -EINTR) {
@@ -418,6 +442,10 @@ static int lines_fill(lines_src *s, cin_err *err)
     if (n < 0) {
         s->read_errno = errno;
         return lines_io_error(s, err);
+    }
+    if (s->stopped) {
+        s->eof = 1;
+        return 0;
     }
     if (s->datagrams)
         return lines_end_datagram(s, (size_t)n, room);

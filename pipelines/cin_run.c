@@ -21,21 +21,29 @@ static const char *level_names[] = {"error", "warn", "info", "debug"};
  * A signal handler can only reach a static flag; it is the one piece of global state. */
 static volatile sig_atomic_t stop_requested;
 
+/* Either signal, once, restores the default action of both (sigaction is async-signal-safe),
+ * so that the next SIGINT or SIGTERM ends the process at once. */
 static void request_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
 }
 
-/* The first SIGINT or SIGTERM asks for a clean stop; a second one (the handler resets
- * itself) ends the process at once, e.g. when a source blocks on an idle stdin. A reader that
- * closes a stdout sink (`cin-run p.yaml | head`) makes the write fail with EPIPE, a sink error
- * like any other, so the other sinks are still closed complete. */
+/* The first SIGINT or SIGTERM asks for a clean stop: the frame in hand is finished, a source
+ * waiting for input (an idle stdin, socket or camera) gives up its wait, and the sinks are
+ * closed complete; a second one ends the process at once. No SA_RESTART, so the wait is
+ * interrupted. A reader that closes a stdout sink (`cin-run p.yaml | head`) makes the write
+ * fail with EPIPE, a sink error like any other, so the other sinks are still closed complete. */
 static void catch_stop_signals(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = request_stop, .sa_flags = SA_RESETHAND};
+    struct sigaction sa = {.sa_handler = request_stop};
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }

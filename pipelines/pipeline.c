@@ -130,7 +130,7 @@ static int features_source(run *r, cin_err *err)
                            c->model.arch, i->in_height, i->in_width);
     feat_opts o = {.uri = c->source.uri, .dim = i->in_channels,
                    .format = c->source.format == PIPE_FORMAT_CSV ? FEAT_CSV : FEAT_JSONL,
-                   .warn = warn_record, .warn_user = &r->log};
+                   .warn = warn_record, .warn_user = &r->log, .stop = r->stop};
     r->src.fps = c->preprocess.fps > 0 ? c->preprocess.fps : 1.0;
     return feat_open(&o, &r->src.features, err);
 }
@@ -148,7 +148,7 @@ static int skeleton_source(run *r, cin_err *err)
                     .score = c->source.score, .fps = c->preprocess.fps,
                     .centre_joint = c->preprocess.centre_joint,
                     .scale_bone = {c->preprocess.scale_bone[0], c->preprocess.scale_bone[1]},
-                    .warn = warn_record, .warn_user = &r->log};
+                    .warn = warn_record, .warn_user = &r->log, .stop = r->stop};
     return sksrc_open(&o, &r->src.skeleton, err);
 }
 

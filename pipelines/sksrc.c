@@ -87,7 +87,7 @@ static int open_rows(sksrc *s, cin_err *err)
     const sksrc_opts *o = &s->o;
     skelrows_opts ro = {.uri = s->uri, .c = o->channels - o->score, .with_score = o->score,
                         .v = o->joints, .m = o->persons, .warn = o->warn,
-                        .warn_user = o->warn_user,
+                        .warn_user = o->warn_user, .stop = o->stop,
                         .format = o->format == PIPE_FORMAT_CSV ? SKELROWS_CSV : SKELROWS_JSONL};
     s->rate = o->fps > 0 ? o->fps : 30.0;
     if (ro.c < 2 || ro.c > 3)

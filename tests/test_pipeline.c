@@ -379,6 +379,44 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
     free(rows);
 }
 
+/* A live source with nothing to read (a pipe whose writer stays quiet) gives up its wait on
+ * SIGTERM: cin-run stops cleanly, with exit status 0, instead of waiting for input. */
+static void test_sigterm_stops_a_source_waiting_for_input(void)
+{
+    const char *yaml = write_yaml("idle.yaml",
+        "source: {type: skeleton, uri: \"-\", format: jsonl}\n"
+        "model: {arch: stgcn, skeleton: {variant: \"st-gcn*\", persons: 1, clip_frames: 100}}\n"
+        "sinks: [{type: npy, path: idle.npy}]\n");
+    const char *bin = getenv("CIN_RUN");
+    int quiet[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(quiet), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        dup2(quiet[0], STDIN_FILENO);
+        close(quiet[1]);
+        freopen("/dev/null", "w", stderr);
+        execl(bin ? bin : "../build/cin-run", "cin-run", "--quiet", yaml, (char *)NULL);
+        _exit(127);
+    }
+    close(quiet[0]);
+    usleep(500 * 1000);             /* let it open the model and wait on its stdin */
+    kill(pid, SIGTERM);
+    int status = 0, done = 0;
+    for (int i = 0; i < 200 && !done; i++) {
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        if (!done)
+            usleep(25 * 1000);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    close(quiet[1]);
+    CU_ASSERT(done);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* --stats-json writes the summary's figures; --status 0.001 --quiet prints no status line. */
 static void test_stats_json_holds_the_summary(void)
 {
@@ -545,6 +583,8 @@ int test_pipeline_register(void)
                          test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
+             CU_add_test(s, "SIGTERM stops a source waiting for input",
+                         test_sigterm_stops_a_source_waiting_for_input) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
              CU_add_test(s, "csv and jsonl sinks carry the same results",
                          test_csv_and_jsonl_sinks_carry_the_same_results) &&
