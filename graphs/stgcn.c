@@ -500,9 +500,9 @@ static int head_window(const cin_node *bb, int clip_frames, int *window, int *pa
     int positions = cin_node_clip_frames(bb, clip_frames);
     int reach = clip_frames - bb->rf + bb->pad;
     if (positions < 1)
-        return cin_err_set(err, CIN_E_CONFIG, "st-gcn: clip_frames %d is shorter than the "
-                           "network's receptive field of %d frames (%d padded)", clip_frames,
-                           bb->rf, bb->pad);
+        return cin_err_set(err, CIN_E_CONFIG, "skeleton.clip_frames: %d is shorter than the "
+                           "network's receptive field of %d frames (%d padded); expected at "
+                           "least %d", clip_frames, bb->rf, bb->pad, bb->rf - 2 * bb->pad);
     int complete = reach < 0 ? 1 : reach / bb->stride + 1;
     *window = positions;
     *pad = positions > complete ? positions - complete : 0;

@@ -589,7 +589,9 @@ static int pcfg_get_joint_pair(const pcfg_map *m, const char *key, int out[2])
             return pcfg_expected(m->ctx, e, item, "a joint index in 0..255");
         out[i] = (int)n;
     }
-    return out[0] == out[1] ? pcfg_expected(m->ctx, v, field, want) : 0;
+    if (out[0] == out[1])
+        return pcfg_fail(m->ctx, v, field, "expected %s, got [%d, %d]", want, out[0], out[1]);
+    return 0;
 }
 
 /* crop and resize may be left to the model (0): the size's crop, and crop * 8 / 7 (182 for

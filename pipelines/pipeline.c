@@ -135,6 +135,19 @@ static int features_source(run *r, cin_err *err)
     return feat_open(&o, &r->src.features, err);
 }
 
+/* preprocess.centre_joint and scale_bone name joints of the model's skeleton. */
+static int check_joints(const pipe_config *c, int joints, cin_err *err)
+{
+    const int *bone = c->preprocess.scale_bone;
+    int root = c->preprocess.centre_joint;
+    int bad = root >= joints ? root : bone[0] >= joints ? bone[0] : bone[1];
+    if (root < joints && bone[0] < joints && bone[1] < joints)
+        return 0;
+    return cin_err_set(err, CIN_E_CONFIG, "%s: preprocess.%s: joint %d, but the model's "
+                       "skeleton has %d joints (0..%d)", c->path,
+                       root >= joints ? "centre_joint" : "scale_bone", bad, joints, joints - 1);
+}
+
 static int skeleton_source(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
@@ -143,6 +156,9 @@ static int skeleton_source(run *r, cin_err *err)
         return cin_err_set(err, CIN_E_CONFIG, "%s: source: a skeleton source needs a skeleton "
                            "model (arch stgcn); model.arch %s takes %dx%dx%d frames", c->path,
                            c->model.arch, i->in_channels, i->in_height, i->in_width);
+    int rc = check_joints(c, i->joints, err);
+    if (rc)
+        return rc;
     sksrc_opts o = {.uri = c->source.uri, .format = c->source.format,
                     .channels = i->in_channels, .joints = i->joints, .persons = i->persons,
                     .score = c->source.score, .fps = c->preprocess.fps,
@@ -563,12 +579,13 @@ static void source_counts(const run *r, pipe_stats *st)
     if (r->src.features) {
         st->skipped = feat_skipped(r->src.features);
         st->masked = feat_masked(r->src.features);
-        st->masked_unit = "values";
+        st->masked_what = "missing or non-finite values set to 0";
     }
     if (r->src.skeleton) {
         st->skipped = sksrc_skipped(r->src.skeleton);
         st->masked = sksrc_masked(r->src.skeleton);
-        st->masked_unit = "joints";
+        st->masked_what = "joints set to 0 (missing or non-finite) or dropped (persons beyond "
+                          "the model's)";
         st->unnormalised = sksrc_unnormalised(r->src.skeleton);
     }
 }

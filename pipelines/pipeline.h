@@ -15,7 +15,7 @@ typedef struct pipe_stats {
     int64_t skipped;        /* malformed feature or skeleton records skipped */
     int64_t masked;         /* set to 0 as NaN, infinite or missing: feature values, or
                                skeleton joints (all of a joint's values at once) */
-    const char *masked_unit;    /* "values" or "joints" */
+    const char *masked_what;    /* what masked counts, for the summary */
     int64_t unnormalised;   /* skeleton persons left uncentred or unscaled */
     double seconds;         /* wall time of the frame loop */
     double p50_ms, p90_ms, p99_ms, max_ms;  /* per-frame model latency */

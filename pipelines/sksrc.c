@@ -47,9 +47,13 @@ static int open_npy(sksrc *s, cin_err *err)
         return rc;
     int ok = ndim == 4 && shape[1] < 64 && shape[2] < 65536 && shape[3] < 64;
     if (!ok) {
+        char found[128] = "";
+        for (int d = 0; d < ndim; d++)
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%lld",
+                     d ? ", " : "", (long long)shape[d]);
         free(data);
-        return cin_err_set(err, CIN_E_SHAPE, "%s: a skeleton array has 4 dimensions [frames, "
-                           "values, joints, persons], found %d", s->uri, ndim);
+        return cin_err_set(err, CIN_E_SHAPE, "%s: a skeleton array is [frames, values, joints, "
+                           "persons] (values and persons under 64), found [%s]", s->uri, found);
     }
     s->seq = (skel_seq){.t = (int)shape[0], .c = (int)shape[1], .v = (int)shape[2],
                         .m = (int)shape[3], .data = data};

@@ -141,7 +141,12 @@ static void test_npy_of_another_shape_is_refused_naming_the_file(void)
     int64_t shape3[3] = {2, 3, 4};
     CU_ASSERT_EQUAL_FATAL(npy_write_f32(three, 3, shape3, x, NULL), 0);
     sksrc_opts o = opts_for(three, PIPE_FORMAT_NPY, 3, 4, 1);
-    expect_refused(&o, CIN_E_SHAPE, "4 dimensions");
+    expect_refused(&o, CIN_E_SHAPE, "found [2, 3, 4]");
+    const char *swapped = tu_tmp_path("sk_mmaction.npy");
+    free(write_seq(swapped, 2, 120, 25, 3));    /* [persons, frames, joints, values] */
+    o = opts_for(swapped, PIPE_FORMAT_NPY, 3, 25, 2);
+    expect_refused(&o, CIN_E_SHAPE, "[frames, values, joints, persons] (values and persons "
+                   "under 64), found [2, 120, 25, 3]");
 
     const char *path = tu_tmp_path("sk_shape.npy");
     free(write_seq(path, 2, 3, 5, 3));
@@ -327,6 +332,30 @@ static void test_real_bvh_capture_through_cin_run_equals_the_model_stepped(void)
     skel_seq_free(&seq);
 }
 
+/* Joints named by preprocess must exist in the model's skeleton: one line naming the key. */
+static void test_normalisation_joints_outside_the_skeleton_name_the_key(void)
+{
+    char abs[600], text[1024];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(realpath("media/ntu_sample.skeleton", abs));
+    const char *pre[] = {"centre_joint: 25", "scale_bone: [0, 30]"};
+    const char *want[] = {"preprocess.centre_joint: joint 25, but the model's skeleton has "
+                          "25 joints (0..24)",
+                          "preprocess.scale_bone: joint 30, but the model's skeleton has 25 "
+                          "joints (0..24)"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(text, sizeof text, "source: {type: skeleton, uri: %s}\npreprocess: {%s}\n"
+                 "model: {arch: stgcn}\n", abs, pre[i]);
+        const char *yaml = tu_tmp_path("norm.yaml");
+        CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+        pipe_stats st;
+        cin_err err = {0};
+        CU_ASSERT_EQUAL(run_yaml(yaml, &st, &err), CIN_E_CONFIG);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, want[i]));
+        if (!strstr(err.msg, want[i]))
+            fprintf(stderr, "\n  message: %s\n", err.msg);
+    }
+}
+
 int test_sksrc_register(void)
 {
     CU_pSuite s = CU_add_suite("sksrc", NULL, NULL);
@@ -348,6 +377,8 @@ int test_sksrc_register(void)
                          test_npy_skeletons_through_cin_run_equal_the_model_stepped) &&
              CU_add_test(s, "ntu file through cin-run equals the model stepped",
                          test_ntu_file_through_cin_run_equals_the_model_stepped) &&
+             CU_add_test(s, "normalisation joints outside the skeleton name the key",
+                         test_normalisation_joints_outside_the_skeleton_name_the_key) &&
              CU_add_test(s, "real bvh capture through cin-run equals the model stepped",
                          test_real_bvh_capture_through_cin_run_equals_the_model_stepped);
     return ok ? 0 : -1;

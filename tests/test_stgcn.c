@@ -357,7 +357,7 @@ static void test_bad_skeleton_settings_name_the_setting(void)
         {{.graph = "kinect"}, "graph layout 'kinect'"},
         {{.strategy = "hops"}, "strategy 'hops'"},
         {{.persons = 40}, "40 persons"},
-        {{.variant = "st-gcn*", .clip_frames = 80}, "clip_frames 80 is shorter"},
+        {{.variant = "st-gcn*", .clip_frames = 80}, "clip_frames: 80 is shorter"},
         {{.layout = "continual-skeletons", .strategy = "uniform"}, "spatial strategy"},
         {{.layout = "mmskeleton"}, "layout 'mmskeleton'"},
     };
