@@ -91,10 +91,13 @@ goldens:
 	/usr/bin/python3 tests/ref/bvh_fk.py
 	/usr/bin/python3 tests/ref/make_goldens.py
 
-# The main job: CoX3D-S over a real clip, one JSON line per frame, a summary on stderr.
-run: deps
-	$(MAKE) all
-	./$(BUILD)/cin-run pipelines/examples/walk.yaml
+# The main job: CoX3D-S over a real clip, one JSON line per frame, a summary on stderr. Setup
+# and build talk on stderr, so stdout holds the results alone (make run > results.jsonl).
+run:
+	@./.ci/deps >&2
+	@$(MAKE) --no-print-directory all >&2
+	@echo "./$(BUILD)/cin-run pipelines/examples/walk.yaml" >&2
+	@./$(BUILD)/cin-run pipelines/examples/walk.yaml
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
