@@ -266,6 +266,19 @@ static void skelrows_start(skelrows_src *s, int64_t f)
     s->state = ACC_OPEN;
 }
 
+/* 1 if frame f lies so far back that the source must be counting again from f. */
+static int skelrows_restarts(skelrows_src *s, int64_t f)
+{
+    int64_t bound = s->max_gap >= 0 ? s->max_gap : SKELROWS_DEFAULT_MAX_GAP;
+    if (s->state == ACC_EMPTY || f >= s->cur - bound)
+        return 0;
+    s->st.restarts++;
+    lines_warn(s->lines, "frame index goes back from %lld to %lld, more than %lld frames: taken "
+               "as the source counting again", (long long)s->cur, (long long)f,
+               (long long)bound);
+    return 1;
+}
+
 /* 1 if a line for frame f comes too late. Each such line is counted; the first of a run of
  * lines with the same index is reported. */
 static int skelrows_is_late(skelrows_src *s, int64_t f)
@@ -318,10 +331,11 @@ static void skelrows_put_persons(skelrows_src *s, const json_t *persons)
  * which is then in frame and *index. */
 static int skelrows_route(skelrows_src *s, const skelrows_rec *r, float *frame, int64_t *index)
 {
-    if (skelrows_is_late(s, r->frame))
+    int restart = skelrows_restarts(s, r->frame);
+    if (!restart && skelrows_is_late(s, r->frame))
         return 0;
     int emitted = 0;
-    if (s->state == ACC_OPEN && r->frame > s->cur)
+    if (s->state == ACC_OPEN && (r->frame > s->cur || restart))
         emitted = skelrows_emit(s, frame, index);
     if (s->state != ACC_OPEN)
         skelrows_start(s, r->frame);

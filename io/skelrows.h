@@ -43,8 +43,11 @@
  * returned as soon as it is read (and rows for its index already gathered are merged in).
  * Frames are returned in order of arrival with their own index. A line whose frame index is
  * lower than the frame being gathered, or not higher than the last returned, is dropped,
- * counted (late_lines) and reported once for each run of lines with that index. A frame
- * index seen only through persons >= M or "persons": [] still gives a frame, all zero.
+ * counted (late_lines) and reported once for each run of lines with that index; but an index
+ * more than max_gap (SKELROWS_DEFAULT_MAX_GAP when max_gap < 0) below the current one is
+ * taken as the source counting again (a restarted sender, or one wrong index before): the
+ * frame being gathered is returned, the new index starts a frame, and the restart is counted
+ * (restarts) and reported. A frame index seen only through persons >= M or "persons": [] still gives a frame, all zero.
  * Gaps: when the index jumps (3 -> 7), the missing frames (4, 5, 6) are returned as all-zero
  * frames with their indices, so the model's time stays aligned with the source's; a jump over
  * more than max_gap missing frames is reported and not filled (with max_gap < 0 none is,
@@ -104,6 +107,7 @@ typedef struct skelrows_stats {
     int64_t unfilled;        /* missing frames of jumps over max_gap, not returned */
     int64_t skipped;         /* malformed lines */
     int64_t late_lines;      /* lines dropped because their frame index went back or repeated */
+    int64_t restarts;        /* times the frame index went back by more than max_gap */
     int64_t missing_joints;  /* joints not given for a person in the frame */
     int64_t nonfinite;       /* joints with a NaN, infinite or null value */
     int64_t extra_persons;   /* joints dropped because their person index was >= M */

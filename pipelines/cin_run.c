@@ -90,8 +90,9 @@ static void summary(const pipe_stats *s, int failed)
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     if (s->skipped || s->masked)
-        fprintf(stderr, ", %lld malformed records skipped, %lld %s", (long long)s->skipped,
-                (long long)s->masked, s->masked_what ? s->masked_what : "values set to 0");
+        fprintf(stderr, ", %lld records skipped (malformed or late), %lld %s",
+                (long long)s->skipped, (long long)s->masked,
+                s->masked_what ? s->masked_what : "values set to 0");
     if (s->unnormalised)
         fprintf(stderr, ", %lld persons not normalised (root or bone missing)",
                 (long long)s->unnormalised);

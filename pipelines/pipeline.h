@@ -12,7 +12,7 @@ typedef struct pipe_stats {
     int64_t frames;         /* frames fed to the model */
     int64_t outputs;        /* outputs written */
     int64_t damaged;        /* packets or frames the decoder skipped */
-    int64_t skipped;        /* malformed feature or skeleton records skipped */
+    int64_t skipped;        /* feature or skeleton records skipped: malformed, or late */
     int64_t masked;         /* set to 0 as NaN, infinite or missing: feature values, or
                                skeleton joints (all of a joint's values at once) */
     const char *masked_what;    /* what masked counts, for the summary */

@@ -182,7 +182,11 @@ int64_t sksrc_unnormalised(const sksrc *s)
 
 int64_t sksrc_skipped(const sksrc *s)
 {
-    return s->rows ? skelrows_skipped(s->rows) : 0;
+    if (!s->rows)
+        return 0;
+    skelrows_stats st;
+    skelrows_get_stats(s->rows, &st);
+    return st.skipped + st.late_lines;
 }
 
 void sksrc_close(sksrc *s)

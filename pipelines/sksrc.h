@@ -52,7 +52,7 @@ int64_t sksrc_masked(const sksrc *s);
 /* Persons in frames that normalisation left uncentred (no root joint) or unscaled (no
  * bone). */
 int64_t sksrc_unnormalised(const sksrc *s);
-/* Malformed live rows skipped. */
+/* Live rows skipped: malformed, or late (their frame had passed). */
 int64_t sksrc_skipped(const sksrc *s);
 
 void sksrc_close(sksrc *s);

@@ -413,6 +413,28 @@ static void test_backwards_or_repeated_frame_is_dropped_with_a_warning(void)
     check_warning(&g.w, 2, "late.jsonl", 9, "frame 7 was already returned");
 }
 
+/* One wrong index far ahead (or a sender that restarts its count) does not block the stream:
+ * an index more than max_gap below the current one starts counting again. */
+static void test_an_index_far_back_is_taken_as_counting_again(void)
+{
+    static const char text[] = "0,0,0,1,1\n1,0,0,2,2\n5000,0,0,3,3\n2,0,0,4,4\n3,0,0,5,5\n"
+                               "1,0,0,9,9\n";
+    skelrows_opts o = layout(SKELROWS_CSV, 2, 0, 1, 1);
+    frames g;
+    read_string("restart.csv", text, o, &g);
+    const int64_t want[] = {0, 1, 5000, 2, 3};
+    CU_ASSERT_EQUAL_FATAL(g.n, 5);
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(g.index[i], want[i]);
+    CU_ASSERT_DOUBLE_EQUAL(at(&g, 3, 0, 0, 0), 4.0, TOL);
+    CU_ASSERT_EQUAL(g.st.restarts, 1);
+    CU_ASSERT_EQUAL(g.st.unfilled, 4998);
+    CU_ASSERT_EQUAL(g.st.late_lines, 1);        /* 1 after 3: a small step back is late */
+    CU_ASSERT_EQUAL_FATAL(g.w.n, 3);
+    check_warning(&g.w, 1, "restart.csv", 4,
+                  "frame index goes back from 5000 to 2, more than 1000 frames: taken as");
+}
+
 static void test_gaps_are_filled_with_zero_frames_up_to_max_gap(void)
 {
     static const char text[] = "3,0,0,1,1\n7,0,0,2,2\n8,0,0,3,3\n";
@@ -1136,6 +1158,7 @@ int test_skelrows_register(void)
         TEST(missing_and_nonfinite_joints_are_masked_and_counted),
         TEST(persons_beyond_m_are_dropped_and_counted),
         TEST(backwards_or_repeated_frame_is_dropped_with_a_warning),
+        TEST(an_index_far_back_is_taken_as_counting_again),
         TEST(gaps_are_filled_with_zero_frames_up_to_max_gap),
         TEST(gap_bound_defaults_to_1000),
         TEST(malformed_jsonl_lines_are_skipped_with_line_numbers),
