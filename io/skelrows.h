@@ -47,7 +47,8 @@
  * more than max_gap (SKELROWS_DEFAULT_MAX_GAP when max_gap < 0) below the current one is
  * taken as the source counting again (a restarted sender, or one wrong index before): the
  * frame being gathered is returned, the new index starts a frame, and the restart is counted
- * (restarts) and reported. A frame index seen only through persons >= M or "persons": [] still gives a frame, all zero.
+ * (restarts) and reported. A frame index seen only through persons >= M or "persons": []
+ * still gives a frame, all zero.
  * Gaps: when the index jumps (3 -> 7), the missing frames (4, 5, 6) are returned as all-zero
  * frames with their indices, so the model's time stays aligned with the source's; a jump over
  * more than max_gap missing frames is reported and not filled (with max_gap < 0 none is,
