@@ -24,7 +24,8 @@
 /* mean 0, std 1: outputs are rgb / 255, easy to compare with 8-bit levels. */
 static video_opts vt_opts(const char *uri, double fps, int resize, int crop)
 {
-    video_opts o = {uri, fps, resize, crop, {0, 0, 0}, {1, 1, 1}};
+    video_opts o = {.uri = uri, .fps = fps, .resize = resize, .crop = crop, .mean = {0, 0, 0},
+                    .std = {1, 1, 1}};
     return o;
 }
 
@@ -370,7 +371,8 @@ static void test_frame_info_counts_up_and_pts_increase(void)
 /* Normalised values must be finite and within [(0 - mean) / std, (1 - mean) / std]. */
 static void vt_check_range(const char *path, int resize, int crop)
 {
-    video_opts o = {path, 0, resize, crop, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    video_opts o = {.uri = path, .resize = resize, .crop = crop,
+                    .mean = {0.485f, 0.456f, 0.406f}, .std = {0.229f, 0.224f, 0.225f}};
     video_src *v = NULL;
     cin_err err;
     CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
@@ -525,7 +527,8 @@ static void test_normalisation_applies_mean_and_std_per_channel(void)
     vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_RGB24, 31, 19, 2, 25, 0, 0, 0, {200, 30, 90}};
     const char *path = tu_tmp_path("norm.nut");
     CU_ASSERT_EQUAL_FATAL(vt_write_clip(&c, path), 0);
-    video_opts o = {path, 0, 19, 19, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    video_opts o = {.uri = path, .resize = 19, .crop = 19, .mean = {0.485f, 0.456f, 0.406f},
+                    .std = {0.229f, 0.224f, 0.225f}};
     vt_run *r = malloc(sizeof *r);
     vt_read_all(&o, r);
     CU_ASSERT_EQUAL(r->frames, 2);
@@ -808,6 +811,69 @@ static void test_bad_options_are_rejected(void)
     video_close(NULL);
 }
 
+/* The live settings are checked before anything is opened, and name the uri and the value. */
+static void test_live_options_are_checked_before_opening(void)
+{
+    static const struct {
+        const char *uri, *transport, *pixel_format, *text;
+        int w, h;
+        double open_timeout, rate;
+    } cases[] = {
+        {"media/sage__example.avi", "tcp", NULL, "rtsp_transport 'tcp': expected tcp or udp, "
+         "on an rtsp:// uri", 0, 0, 0, 0},
+        {"rtsp://127.0.0.1:9/x", "sctp", NULL, "rtsp_transport 'sctp'", 0, 0, 0, 0},
+        {"media/sage__example.avi", NULL, NULL, "are for V4L2 devices (/dev/video*) only", 640,
+         480, 0, 0},
+        {"/dev/video9", NULL, "no-such-format", "pixel_format 'no-such-format': expected a "
+         "libav pixel format", 0, 0, 0, 0},
+        {"/dev/video9", NULL, NULL, "size 640x0", 640, 0, 0, 0},
+        {"/dev/video9", NULL, NULL, "rate must be in 0..1000, got -1", 0, 0, 0, -1},
+        {"rtsp://127.0.0.1:9/x", NULL, NULL, "open_timeout must be in 0..86400, got -1", 0, 0,
+         -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        video_opts o = vt_opts(cases[i].uri, 0, 16, 16);
+        o.rtsp_transport = cases[i].transport;
+        o.pixel_format = cases[i].pixel_format;
+        o.width = cases[i].w, o.height = cases[i].h;
+        o.open_timeout = cases[i].open_timeout, o.rate = cases[i].rate;
+        video_src *v = NULL;
+        cin_err err;
+        CU_ASSERT_EQUAL(video_open(&o, &v, &err), CIN_E_INVAL);
+        CU_ASSERT_EQUAL(strncmp(err.msg, cases[i].uri, strlen(cases[i].uri)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, cases[i].text));
+        if (!strstr(err.msg, cases[i].text))
+            fprintf(stderr, "\ncase %zu: %s\n", i, err.msg);
+    }
+}
+
+/* No camera here: a V4L2 uri with every device option goes to libavdevice's video4linux2
+ * demuxer, which finds no device and says so. */
+static void test_missing_v4l2_device_is_an_io_error_naming_it(void)
+{
+    video_opts o = vt_opts("/dev/video9", 0, 16, 16);
+    o.width = 640, o.height = 480, o.rate = 30, o.pixel_format = "yuyv422";
+    o.open_timeout = 2;
+    video_src *v = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL(video_open(&o, &v, &err), CIN_E_IO);
+    CU_ASSERT_PTR_NULL(v);
+    CU_ASSERT_STRING_EQUAL(err.msg, "/dev/video9: cannot open: No such file or directory");
+}
+
+static void test_network_uris_and_devices_are_live_files_are_not(void)
+{
+    const char *live[] = {"rtsp://cam/1", "udp://127.0.0.1:5000", "http://x/a.ts",
+                          "srt://h:1", "/dev/video0", "rtmp://h/app"};
+    const char *not_live[] = {"clip.mp4", "/tmp/clip.mp4", "file:///tmp/a.mp4",
+                              "dir/x://y", "-"};
+    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+        CU_ASSERT(video_uri_is_live(live[i]));
+    for (size_t i = 0; i < sizeof not_live / sizeof not_live[0]; i++)
+        CU_ASSERT(!video_uri_is_live(not_live[i]));
+    CU_ASSERT(video_uri_is_v4l2("/dev/video2") && !video_uri_is_v4l2("/dev/dri/card0"));
+}
+
 static void test_reading_past_the_end_keeps_returning_zero(void)
 {
     video_opts o = vt_opts("media/sage__example.webm", 0, 16, 16);
@@ -860,6 +926,9 @@ int test_video_register(void)
         VT_TEST(test_damaged_packets_are_skipped_and_decoding_continues),
         VT_TEST(test_bad_options_are_rejected),
         VT_TEST(test_reading_past_the_end_keeps_returning_zero),
+        VT_TEST(test_live_options_are_checked_before_opening),
+        VT_TEST(test_missing_v4l2_device_is_an_io_error_naming_it),
+        VT_TEST(test_network_uris_and_devices_are_live_files_are_not),
 #undef VT_TEST
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
