@@ -53,7 +53,7 @@ struct video_src {
     /* The interrupt callback's state: libav polls it while it blocks on the network. */
     double deadline;           /* monotonic seconds; 0 = no deadline */
     double armed_for;          /* the timeout that set deadline, for messages */
-    int timed_out, stopped;    /* why the callback last interrupted libav */
+    int timed_out, stopped;    /* why the callback interrupted libav: the source is done */
     int64_t damaged, decoded, emitted;
 
     /* Sampling clock, seconds: rel = source time + offset, never decreasing. */
@@ -87,12 +87,12 @@ static int video_interrupt(void *opaque)
     return 0;
 }
 
-/* The next blocking call must finish within secs (0: no limit). */
+/* The next blocking call must finish within secs (0: no limit). timed_out stays set: libav
+ * may return packets it buffered before the interrupted read and report the error later. */
 static void video_arm(video_src *v, double secs)
 {
     v->deadline = secs > 0 ? video_now() + secs : 0.0;
     v->armed_for = secs;
-    v->timed_out = 0;
 }
 
 static int video_has_prefix(const char *s, const char *prefix)
