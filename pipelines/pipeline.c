@@ -689,6 +689,12 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
                          "classes", c->path, c->postprocess.topk, classes);
     rc = rc ? rc : alloc_buffers(&r, err);
     rc = rc ? rc : open_source(&r, err);
+    /* a stop request while a live source was still connecting is a stop, not a failure */
+    if (rc && stopping(&r) && video_uri_is_live(c->source.uri)) {
+        stats->stopped = 1;
+        release(&r);
+        return 0;
+    }
     int opened = rc ? 0 : (rc = open_sinks(&r, err)) == 0;
     rc = rc ? rc : frame_loop(&r, stats, err);
     /* results already written are kept even when the run stops early; a run that fails

@@ -192,14 +192,23 @@ static int tl_poll(tl_server *srv, int fd)
     return 0;
 }
 
+/* Seconds between TL_DATAGRAM-sized pieces of tl_ts sent in real time (25 fps): a faster
+ * sender would leave a backlog that cin-run is still decoding when the sender stops. */
+static double tl_gap(void)
+{
+    return TL_TS_FRAMES / 25.0 * TL_DATAGRAM / (double)tl_ts_len;
+}
+
 static void tl_serve_one(tl_server *srv, int c)
 {
     size_t off = 0;
-    while (srv->send && off < tl_ts_len) {
-        ssize_t n = send(c, tl_ts + off, tl_ts_len - off, MSG_NOSIGNAL);
+    while (srv->send && off < tl_ts_len && !srv->quit) {
+        size_t piece = tl_ts_len - off < TL_DATAGRAM ? tl_ts_len - off : TL_DATAGRAM;
+        ssize_t n = send(c, tl_ts + off, piece, MSG_NOSIGNAL);
         if (n <= 0)
             break;
         off += (size_t)n;
+        tl_sleep(tl_gap());
     }
     srv->last_send = tl_now();
     if (!srv->hang_up)
@@ -313,12 +322,12 @@ static void *tl_send_udp(void *arg)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    double end = tl_now() + s->secs;
-    /* the clip over and over, about 2 MB/s, until the time is up */
+    double end = tl_now() + s->secs, gap = tl_gap();
+    /* the clip over and over in real time, until the time is up */
     for (size_t off = 0; fd >= 0 && tl_now() < end; off = (off + TL_DATAGRAM) % tl_ts_len) {
         size_t n = tl_ts_len - off < TL_DATAGRAM ? tl_ts_len - off : TL_DATAGRAM;
         sendto(fd, tl_ts + off, n, 0, (struct sockaddr *)&a, sizeof a);
-        tl_sleep(0.0006);
+        tl_sleep(gap);
     }
     s->last_send = tl_now();
     if (fd >= 0)
@@ -399,6 +408,29 @@ static void test_sigint_ends_a_reconnect_wait(void)
     CU_ASSERT(took < 1.0);
     CU_ASSERT_EQUAL(tl_stat(stats, "frames"), TL_TS_FRAMES);
     CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 0);
+}
+
+/* SIGINT while the open blocks on a silent server ends it at once, as a clean stop. */
+static void test_sigint_ends_a_blocked_open(void)
+{
+    tl_server srv = {.conns = 1};
+    CU_ASSERT_EQUAL_FATAL(tl_server_start(&srv), 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/cam", srv.port);
+    const char *yaml = tl_yaml("blocked.yaml", uri, "open_timeout: 60",
+                               tu_tmp_path("blocked.jsonl"));
+    const char *log = tu_tmp_path("blocked.log"), *stats = tu_tmp_path("blocked.json");
+    pid_t pid = tl_cin_run(yaml, stats, log);
+    tl_sleep(1.0);
+    double t0 = tl_now();
+    kill(pid, SIGINT);
+    int status = tl_reap(pid, 10);
+    double took = tl_now() - t0;
+    tl_server_stop(&srv);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(took < 1.0);
+    TL_EXPECT_TEXT(log, "stopped by signal");
+    CU_ASSERT_EQUAL(tl_stat(stats, "frames"), 0);
 }
 
 /* ---- the real RTSP server ---- */
@@ -491,6 +523,7 @@ int test_live_register(void)
         TL_TEST(test_udp_mpegts_sender_that_stops_is_detected),
         TL_TEST(test_hang_up_reconnects_resets_state_then_gives_up),
         TL_TEST(test_sigint_ends_a_reconnect_wait),
+        TL_TEST(test_sigint_ends_a_blocked_open),
         TL_TEST(test_rtsp_server_restart_reconnects_and_keeps_producing),
 #undef TL_TEST
     };
