@@ -698,6 +698,57 @@ static void test_timestamps_jumping_back_do_not_stall_sampling(void)
 
 /* ---- tests: bad input ---- */
 
+/* Worst difference, in 8-bit levels, between a [3][n] frame and a solid colour. */
+static double vt_off_by(const float *f, int n, const double want[3])
+{
+    double worst = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < n; i++)
+            worst = fmax(worst, fabs(vt_clamp255(want[c]) - f[c * n + i] * 255.0));
+    return worst;
+}
+
+/* Two MPEG-2 streams of different sizes and colours, one after the other in one MPEG-TS file
+ * (a camera changing its resolution): the scaler is rebuilt for the second size and every frame
+ * comes out in its part's colour. libav's MPEG-2 decoder drops the last picture before a size
+ * change (a plain libavcodec decode of this file gives 19 frames too). */
+static void test_resolution_change_mid_stream_rebuilds_the_scaler(void)
+{
+    vt_clip a = {AV_CODEC_ID_MPEG2VIDEO, AV_PIX_FMT_YUV420P, 64, 48, 10, 25, 0, 0, 0,
+                 {120, 100, 170}};
+    vt_clip b = a;
+    b.w = 48, b.h = 80, b.val[0] = 60, b.val[1] = 160, b.val[2] = 90;
+    const char *pa = tu_tmp_path("size-a.ts"), *pb = tu_tmp_path("size-b.ts");
+    const char *both = tu_tmp_path("size-ab.ts");
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip(&a, pa) || vt_write_clip(&b, pb), 0);
+    unsigned char *da, *db;
+    size_t na = vt_load(pa, &da), nb = vt_load(pb, &db);
+    unsigned char *d = malloc(na + nb + 1);
+    memcpy(d, da, na);
+    memcpy(d + na, db, nb);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(both, d, na + nb), 0);
+    free(da), free(db), free(d);
+
+    double want[2][3];
+    vt_yuv_to_rgb(120, 100, 170, 0, 0, want[0]);
+    vt_yuv_to_rgb(60, 160, 90, 0, 0, want[1]);
+    video_opts o = vt_opts(both, 0, 24, 20);
+    video_src *v = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
+    float f[3 * 20 * 20];
+    int count[2] = {0, 0}, part = 0, r;
+    while (count[0] + count[1] < VT_MAX_FRAMES && (r = video_read(v, f, NULL, &err)) == 1) {
+        part = part || vt_off_by(f, 400, want[1]) <= 2.0; /* once in part b, never back */
+        CU_ASSERT(vt_off_by(f, 400, want[part]) <= 2.0);
+        count[part]++;
+    }
+    CU_ASSERT_EQUAL(r, 0);
+    CU_ASSERT(count[0] >= a.frames - 1 && count[0] <= a.frames);
+    CU_ASSERT_EQUAL(count[1], b.frames);
+    video_close(v);
+}
+
 static void vt_check_open_fails(const char *path, int code, const char *text)
 {
     video_opts o = vt_opts(path, 0, 16, 16);
@@ -919,6 +970,7 @@ int test_video_register(void)
         VT_TEST(test_sampling_at_the_source_rate_keeps_every_frame),
         VT_TEST(test_sampling_faster_than_the_source_never_duplicates),
         VT_TEST(test_timestamps_jumping_back_do_not_stall_sampling),
+        VT_TEST(test_resolution_change_mid_stream_rebuilds_the_scaler),
         VT_TEST(test_missing_file_is_an_io_error_naming_it),
         VT_TEST(test_text_and_empty_files_are_decode_errors),
         VT_TEST(test_audio_only_file_has_no_video_stream),
