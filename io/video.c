@@ -15,6 +15,7 @@
 #include <libavdevice/avdevice.h>
 #include <libavformat/avformat.h>
 #include <libavutil/dict.h>
+#include <libavutil/display.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 
@@ -41,8 +42,10 @@ struct video_src {
 
     struct SwsContext *sws;
     video_key key;
-    int dst_w, dst_h;          /* scaled picture, short side == o.resize */
-    uint8_t *rgb;              /* packed RGB24 [dst_h][rgb_stride] */
+    int rotation;              /* clockwise degrees to turn the picture upright: 0, 90, 180, 270 */
+    int dst_w, dst_h;          /* scaled upright picture, short side == o.resize */
+    int scl_w, scl_h;          /* the scaler's output: dst_w x dst_h before the rotation */
+    uint8_t *rgb;              /* packed RGB24 [scl_h][rgb_stride] */
     int rgb_stride;
     size_t rgb_cap;
     float lut[3][256];         /* byte value -> normalised value, per channel */
@@ -330,6 +333,22 @@ static void video_init_clock(video_src *v)
         v->tol += fmin(v->tb, 0.25 / v->o.fps);
 }
 
+/* The stream's display matrix (phones record upright video sideways and say so), rounded to
+ * the nearest quarter turn; a mirroring in the matrix is not applied. */
+static void video_init_rotation(video_src *v)
+{
+    size_t size = 0;
+    const uint8_t *m = av_stream_get_side_data(v->fmt->streams[v->stream],
+                                               AV_PKT_DATA_DISPLAYMATRIX, &size);
+    if (!m || size < 9 * sizeof(int32_t))
+        return;
+    double ccw = av_display_rotation_get((const int32_t *)m);
+    if (!isfinite(ccw))
+        return;
+    long quarter = lround(-ccw / 90.0) % 4;
+    v->rotation = (int)((quarter + 4) % 4) * 90;
+}
+
 static void video_init_lut(video_src *v)
 {
     for (int c = 0; c < 3; c++) {
@@ -367,6 +386,7 @@ int video_open(const video_opts *o, video_src **out, cin_err *err)
         return r;
     }
     video_init_clock(v);
+    video_init_rotation(v);
     video_init_lut(v);
     *out = v;
     return 0;
@@ -504,9 +524,12 @@ static int video_scaled_size(video_src *v, int w, int h, cin_err *err)
 
 static int video_alloc_rgb(video_src *v, cin_err *err)
 {
-    v->rgb_stride = (v->dst_w * 3 + 63) & ~63;
+    int turned = v->rotation == 90 || v->rotation == 270;
+    v->scl_w = turned ? v->dst_h : v->dst_w;
+    v->scl_h = turned ? v->dst_w : v->dst_h;
+    v->rgb_stride = (v->scl_w * 3 + 63) & ~63;
     /* 64 spare bytes: swscale's SIMD stores may run a little past the last row */
-    size_t need = (size_t)v->rgb_stride * (size_t)v->dst_h + 64;
+    size_t need = (size_t)v->rgb_stride * (size_t)v->scl_h + 64;
     if (need <= v->rgb_cap)
         return 0;
     av_freep(&v->rgb);
@@ -535,17 +558,19 @@ static int video_prepare_scaler(video_src *v, const AVFrame *f, cin_err *err)
     if (!sws_isSupportedInput(in))
         return cin_err_set(err, CIN_E_UNSUPPORTED, "%s: cannot convert pixel format %s",
                            v->uri, av_get_pix_fmt_name(f->format));
-    int r = video_scaled_size(v, f->width, f->height, err);
+    int turned = v->rotation == 90 || v->rotation == 270;
+    int r = turned ? video_scaled_size(v, f->height, f->width, err)
+                   : video_scaled_size(v, f->width, f->height, err);
     if (r == 0)
         r = video_alloc_rgb(v, err);
     if (r < 0)
         return r;
-    v->sws = sws_getContext(f->width, f->height, in, v->dst_w, v->dst_h, AV_PIX_FMT_RGB24,
+    v->sws = sws_getContext(f->width, f->height, in, v->scl_w, v->scl_h, AV_PIX_FMT_RGB24,
                             VIDEO_SWS_FLAGS, NULL, NULL, NULL);
     if (!v->sws)
         return cin_err_set(err, CIN_E_UNSUPPORTED, "%s: cannot scale %dx%d %s to %dx%d RGB",
                            v->uri, f->width, f->height, av_get_pix_fmt_name(f->format),
-                           v->dst_w, v->dst_h);
+                           v->scl_w, v->scl_h);
     const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(in);
     if (!(d->flags & AV_PIX_FMT_FLAG_RGB) && video_set_colour(v->sws, f, jpeg) < 0)
         return cin_err_set(err, CIN_E_UNSUPPORTED, "%s: cannot set the colour conversion of %s",
@@ -554,16 +579,40 @@ static int video_prepare_scaler(video_src *v, const AVFrame *f, cin_err *err)
     return 0;
 }
 
-/* rgb [dst_h][stride] packed -> out [3][crop][crop], centre crop, normalised through the LUT. */
+/* Where upright pixel (x0, y0) is in the scaler's output, and the byte steps to the next
+ * upright pixel to the right (*dx) and below (*dy). Turned clockwise by 90 degrees, upright
+ * (X, Y) is scaled (Y, scl_h - 1 - X); by 270, (scl_w - 1 - Y, X). */
+static ptrdiff_t video_walk(const video_src *v, ptrdiff_t x0, ptrdiff_t y0, ptrdiff_t *dx,
+                            ptrdiff_t *dy)
+{
+    ptrdiff_t s = v->rgb_stride, w = v->scl_w, h = v->scl_h;
+    switch (v->rotation) {
+    case 90:
+        *dx = -s, *dy = 3;
+        return (h - 1 - x0) * s + y0 * 3;
+    case 180:
+        *dx = -3, *dy = -s;
+        return (h - 1 - y0) * s + (w - 1 - x0) * 3;
+    case 270:
+        *dx = s, *dy = -3;
+        return x0 * s + (w - 1 - y0) * 3;
+    default:
+        *dx = 3, *dy = s;
+        return y0 * s + x0 * 3;
+    }
+}
+
+/* rgb, turned upright -> out [3][crop][crop], centre crop, normalised through the LUT. */
 static void video_crop_normalise(const video_src *v, float *out)
 {
-    size_t n = (size_t)v->o.crop, stride = (size_t)v->rgb_stride;
-    size_t x0 = (size_t)(v->dst_w - v->o.crop) / 2, y0 = (size_t)(v->dst_h - v->o.crop) / 2;
-    size_t plane = n * n;
-    for (size_t y = 0; y < n; y++) {
-        const uint8_t *px = v->rgb + (y0 + y) * stride + x0 * 3;
+    size_t n = (size_t)v->o.crop, plane = n * n;
+    ptrdiff_t dx, dy;
+    ptrdiff_t at = video_walk(v, (v->dst_w - v->o.crop) / 2, (v->dst_h - v->o.crop) / 2, &dx,
+                              &dy);
+    for (size_t y = 0; y < n; y++, at += dy) {
+        const uint8_t *px = v->rgb + at;
         float *r = out + y * n, *g = r + plane, *b = g + plane;
-        for (size_t x = 0; x < n; x++, px += 3) {
+        for (size_t x = 0; x < n; x++, px += dx) {
             r[x] = v->lut[0][px[0]];
             g[x] = v->lut[1][px[1]];
             b[x] = v->lut[2][px[2]];
@@ -580,7 +629,7 @@ static int video_preprocess(video_src *v, float *out, cin_err *err)
     uint8_t *dst[4] = {v->rgb, NULL, NULL, NULL};
     int stride[4] = {v->rgb_stride, 0, 0, 0};
     if (sws_scale(v->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst,
-                  stride) != v->dst_h)
+                  stride) != v->scl_h)
         return cin_err_set(err, CIN_E_DECODE, "%s: scaling frame %lld failed", v->uri,
                            (long long)v->decoded - 1);
     video_crop_normalise(v, out);

@@ -25,10 +25,13 @@
  * by counting frames at the stream's average (else real base) frame rate, else at fps, else 25.
  *
  * Preprocessing: the decoded picture (its pixel grid; the sample aspect ratio is ignored, as
- * array-based training pipelines do) is scaled so its short side is `resize` pixels, the long
- * side rounded to the nearest pixel, then the centre crop x crop square is taken (offset rounded
- * down). YUV is converted with the matrix and range the frame is tagged with; untagged YUV uses
- * BT.601, limited range except yuvj* formats (full). Grey and RGB sources are full range.
+ * array-based training pipelines do) is first turned upright by the stream's display matrix
+ * (rotation metadata, as phones write it), to the nearest quarter turn; a mirroring in the
+ * matrix is not applied. The upright picture is scaled so its short side is `resize` pixels,
+ * the long side rounded to the nearest pixel, then the centre crop x crop square is taken
+ * (offset rounded down). YUV is converted with the matrix and range the frame is tagged with;
+ * untagged YUV uses BT.601, limited range except yuvj* formats (full). Grey and RGB sources are
+ * full range.
  * Channel c of pixel p is (rgb / 255 - mean[c]) / std[c].
  *
  * Live sources: libav waits for a network peer forever by default. Here every blocking call of

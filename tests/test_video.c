@@ -13,6 +13,7 @@
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/display.h>
 #include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
 
@@ -189,8 +190,9 @@ static int vt_write_frames(AVFormatContext *oc, AVCodecContext *enc, const vt_cl
     return r;
 }
 
-/* Encodes clip c into path; the container comes from the file name. Returns 0 on success. */
-static int vt_write_clip(const vt_clip *c, const char *path)
+/* Encodes clip c into path; the container comes from the file name. A display matrix, when
+ * given, goes into the stream's side data. Returns 0 on success. */
+static int vt_write_clip_matrix(const vt_clip *c, const char *path, const int32_t *matrix)
 {
     AVFormatContext *oc = NULL;
     if (avformat_alloc_output_context2(&oc, NULL, NULL, path) < 0)
@@ -202,6 +204,10 @@ static int vt_write_clip(const vt_clip *c, const char *path)
         st->time_base = enc->time_base;
         r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE);
     }
+    uint8_t *sd = r >= 0 && matrix ? av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX,
+                                                             9 * sizeof(int32_t)) : NULL;
+    if (sd)
+        memcpy(sd, matrix, 9 * sizeof(int32_t));
     if (r >= 0)
         r = avformat_write_header(oc, NULL);
     if (r >= 0)
@@ -212,6 +218,11 @@ static int vt_write_clip(const vt_clip *c, const char *path)
     avcodec_free_context(&enc);
     avformat_free_context(oc);
     return r < 0 ? -1 : 0;
+}
+
+static int vt_write_clip(const vt_clip *c, const char *path)
+{
+    return vt_write_clip_matrix(c, path, NULL);
 }
 
 /* ---- independent colour conversion ---- */
@@ -749,6 +760,70 @@ static void test_resolution_change_mid_stream_rebuilds_the_scaler(void)
     video_close(v);
 }
 
+/* The counterclockwise turn the display matrix of path's video stream asks for, as libavformat
+ * reads it back (FFmpeg 5.1's mov muxer and demuxer disagree on the sign), or 0. */
+static int vt_read_rotation(const char *path)
+{
+    AVFormatContext *ic = NULL;
+    if (avformat_open_input(&ic, path, NULL, NULL) < 0)
+        return 0;
+    size_t size = 0;
+    const uint8_t *m = ic->nb_streams ? av_stream_get_side_data(ic->streams[0],
+                                        AV_PKT_DATA_DISPLAYMATRIX, &size) : NULL;
+    int ccw = m && size >= 36 ? (int)lround(av_display_rotation_get((const int32_t *)m)) : 0;
+    avformat_close_input(&ic);
+    return ccw;
+}
+
+/* An RGB ramp (R = 2x, G = 3y) W x H stored with a display matrix. Resized to its short side,
+ * no scaling happens, so every pixel of the crop is the source pixel that turning the picture
+ * as the matrix says (ffmpeg's autorotate convention: clockwise by minus the matrix's
+ * counterclockwise angle) puts there. */
+static void vt_check_rotation(int angle, const char *name)
+{
+    enum { W = 40, H = 24, N = 24 };
+    vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_RGB24, W, H, 2, 25, 0, 0, 1, {0, 0, 50}};
+    int32_t m[9];
+    av_display_rotation_set(m, angle);
+    const char *path = tu_tmp_path(name);
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip_matrix(&c, path, m), 0);
+    int ccw = vt_read_rotation(path);
+    CU_ASSERT_EQUAL(abs(ccw), abs(angle));
+    video_opts o = vt_opts(path, 0, N, N);
+    video_src *v = NULL;
+    cin_err err;
+    float f[3 * N * N];
+    CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(video_read(v, f, NULL, &err), 1);
+    int quarter = ((-ccw / 90) % 4 + 4) % 4, upright_w = quarter % 2 ? H : W;
+    int upright_h = quarter % 2 ? W : H, x0 = (upright_w - N) / 2, y0 = (upright_h - N) / 2;
+    double worst = 0;
+    for (int y = 0; y < N; y++) {
+        for (int x = 0; x < N; x++) {
+            /* the upright pixel (X, Y), and the source pixel that lands there */
+            int X = x0 + x, Y = y0 + y;
+            int sx = quarter == 0 ? X : quarter == 1 ? Y : quarter == 2 ? W - 1 - X : W - 1 - Y;
+            int sy = quarter == 0 ? Y : quarter == 1 ? H - 1 - X : quarter == 2 ? H - 1 - Y : X;
+            worst = fmax(worst, fabs(f[y * N + x] * 255.0 - 2 * sx));
+            worst = fmax(worst, fabs(f[N * N + y * N + x] * 255.0 - 3 * sy));
+        }
+    }
+    CU_ASSERT(worst <= 1.0);
+    if (worst > 1.0)
+        fprintf(stderr, "\n%s: rotation %d off by %.1f levels\n", name, ccw, worst);
+    video_close(v);
+}
+
+/* Phones store the picture as the sensor saw it and a matrix to turn it upright for display;
+ * the model must see what the viewer sees. */
+static void test_rotation_metadata_turns_the_picture_upright(void)
+{
+    vt_check_rotation(0, "rot0.mov");
+    vt_check_rotation(-90, "rot-90.mov");   /* shown turned clockwise, as most phones */
+    vt_check_rotation(90, "rot90.mov");
+    vt_check_rotation(180, "rot180.mov");
+}
+
 static void vt_check_open_fails(const char *path, int code, const char *text)
 {
     video_opts o = vt_opts(path, 0, 16, 16);
@@ -971,6 +1046,7 @@ int test_video_register(void)
         VT_TEST(test_sampling_faster_than_the_source_never_duplicates),
         VT_TEST(test_timestamps_jumping_back_do_not_stall_sampling),
         VT_TEST(test_resolution_change_mid_stream_rebuilds_the_scaler),
+        VT_TEST(test_rotation_metadata_turns_the_picture_upright),
         VT_TEST(test_missing_file_is_an_io_error_naming_it),
         VT_TEST(test_text_and_empty_files_are_decode_errors),
         VT_TEST(test_audio_only_file_has_no_video_stream),
