@@ -433,6 +433,29 @@ static void test_sigint_ends_a_blocked_open(void)
     CU_ASSERT_EQUAL(tl_stat(stats, "frames"), 0);
 }
 
+/* Frame numbers of the results in a JSON-lines file: how many times they jump by more than one,
+ * and the largest jump. */
+static int tl_frame_jumps(const char *path, int *largest)
+{
+    size_t len;
+    char *body = (char *)tu_read_file(path, &len);
+    int jumps = 0;
+    json_int_t prev = -1;
+    *largest = 0;
+    for (char *line = body ? strtok(body, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        json_t *j = json_loads(line, 0, NULL);
+        json_int_t frame = json_integer_value(json_object_get(j, "frame"));
+        json_decref(j);
+        if (prev >= 0 && frame - prev > 1) {
+            jumps++;
+            *largest = frame - prev > *largest ? (int)(frame - prev) : *largest;
+        }
+        prev = frame;
+    }
+    free(body);
+    return jumps;
+}
+
 /* ---- the real RTSP server ---- */
 
 static pid_t tl_rtsp_start(int port, const char *log)
@@ -489,6 +512,9 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 1);
     TL_EXPECT_TEXT(log, ", 1 reconnect\n");
     TL_EXPECT_TEXT(log, "1 reconnects\n");    /* a status line */
+    /* results follow frame by frame, except once: the reset state needs 31 frames again */
+    int largest, jumps = tl_frame_jumps(out, &largest);
+    CU_ASSERT(jumps == 1 && largest >= 32);
     fprintf(stderr, "\n    reconnected %.2f s after the RTSP server was back ", took);
 }
 
