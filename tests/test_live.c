@@ -444,6 +444,8 @@ static int tl_frame_jumps(const char *path, int *largest)
     *largest = 0;
     for (char *line = body ? strtok(body, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         json_t *j = json_loads(line, 0, NULL);
+        if (!j)
+            continue; /* a line being written as the file is read */
         json_int_t frame = json_integer_value(json_object_get(j, "frame"));
         json_decref(j);
         if (prev >= 0 && frame - prev > 1) {
@@ -488,6 +490,7 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     char part[512];
     snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
     int first = tl_wait_text(part, "\"frame\"", 20);
+    int early = tl_wait_text(log, "reconnecting", 0);   /* the server is still up */
 
     tl_reap(srv, 0);                               /* killed mid-clip */
     int down = tl_wait_text(log, "reconnecting", 10);
@@ -496,25 +499,28 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     double back = tl_now();
     int again = tl_wait_text(log, "stream state reset", 15);
     double took = tl_now() - back;
-    int before = tl_count_lines(part);
-    double end = tl_now() + 20;
-    while (tl_count_lines(part) <= before && tl_now() < end)
-        tl_sleep(0.05);
-    int after = tl_count_lines(part);
+    /* results from before the kill may still reach the file now (the sink's flush interval);
+     * a result of the new connection is the first one after the jump in frame numbers */
+    int largest, resumed = 0;
+    for (double end = tl_now() + 20; !resumed && tl_now() < end; tl_sleep(0.05))
+        resumed = tl_frame_jumps(part, &largest) > 0;
 
     kill(cin, SIGINT);
     int status = tl_reap(cin, 10);
     if (srv > 0)
         tl_reap(srv, 0);
-    CU_ASSERT(first && down && srv > 0 && again);
-    CU_ASSERT(after > before);
+    CU_ASSERT(first && !early && down && srv > 0 && again);
+    CU_ASSERT(resumed);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 1);
     TL_EXPECT_TEXT(log, ", 1 reconnect\n");
     TL_EXPECT_TEXT(log, "1 reconnects\n");    /* a status line */
     /* results follow frame by frame, except once: the reset state needs 31 frames again */
-    int largest, jumps = tl_frame_jumps(out, &largest);
+    int jumps = tl_frame_jumps(out, &largest);
     CU_ASSERT(jumps == 1 && largest >= 32);
+    if (jumps != 1 || largest < 32)
+        fprintf(stderr, "\n    %d jumps in the frame numbers, the largest %d, %d lines ",
+                jumps, largest, tl_count_lines(out));
     fprintf(stderr, "\n    reconnected %.2f s after the RTSP server was back ", took);
 }
 
