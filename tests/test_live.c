@@ -524,6 +524,31 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     fprintf(stderr, "\n    reconnected %.2f s after the RTSP server was back ", took);
 }
 
+/* rtsp_transport reaches libav: RTP over UDP from the same server gives results too. */
+static void test_rtsp_over_udp_transport_gives_results(void)
+{
+    int port = 20000 + (getpid() + 13) % 20000;
+    char uri[64];
+    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
+    const char *out = tu_tmp_path("rtsp-udp.jsonl"), *slog = tu_tmp_path("rtsp-udp-server.log");
+    const char *yaml = tl_yaml("rtsp-udp.yaml", uri, "rtsp_transport: udp, reconnect: false",
+                               out);
+    const char *log = tu_tmp_path("rtsp-udp.log"), *stats = tu_tmp_path("rtsp-udp.json");
+    pid_t srv = tl_rtsp_start(port, slog);
+    CU_ASSERT_FATAL(srv > 0);
+    pid_t cin = tl_cin_run(yaml, stats, log);
+    char part[512];
+    snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
+    int got = tl_wait_text(part, "\"frame\"", 20);
+    kill(cin, SIGINT);
+    int status = tl_reap(cin, 10);
+    tl_reap(srv, 0);
+    CU_ASSERT(got);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(tl_stat(stats, "outputs") > 0);
+    CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 0);
+}
+
 static int tl_setup(void)
 {
     av_log_set_level(AV_LOG_QUIET);
@@ -557,6 +582,7 @@ int test_live_register(void)
         TL_TEST(test_sigint_ends_a_reconnect_wait),
         TL_TEST(test_sigint_ends_a_blocked_open),
         TL_TEST(test_rtsp_server_restart_reconnects_and_keeps_producing),
+        TL_TEST(test_rtsp_over_udp_transport_gives_results),
 #undef TL_TEST
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
