@@ -3,7 +3,7 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   := build
-PKGS    := libavformat libavcodec libswscale libavutil yaml-0.1 jansson openblas liburing
+PKGS    := libavdevice libavformat libavcodec libswscale libavutil yaml-0.1 jansson openblas liburing
 CFLAGS  ?= -O3 -g
 # CFLAGS (optimisation, sanitizers) is the user's; what the code needs is in CIN_CFLAGS.
 CIN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -fPIC \

@@ -25,11 +25,20 @@
  * by counting frames at the stream's average (else real base) frame rate, else at fps, else 25.
  *
  * Preprocessing: the decoded picture (its pixel grid; the sample aspect ratio is ignored, as
- * array-based training pipelines do) is scaled so its short side is `resize` pixels, the long
- * side rounded to the nearest pixel, then the centre crop x crop square is taken (offset rounded
- * down). YUV is converted with the matrix and range the frame is tagged with; untagged YUV uses
- * BT.601, limited range except yuvj* formats (full). Grey and RGB sources are full range.
+ * array-based training pipelines do) is first turned upright by the stream's display matrix
+ * (rotation metadata, as phones write it), to the nearest quarter turn; a mirroring in the
+ * matrix is not applied. The upright picture is scaled so its short side is `resize` pixels,
+ * the long side rounded to the nearest pixel, then the centre crop x crop square is taken
+ * (offset rounded down). YUV is converted with the matrix and range the frame is tagged with;
+ * untagged YUV uses BT.601, limited range except yuvj* formats (full). Grey and RGB sources are
+ * full range.
  * Channel c of pixel p is (rgb / 255 - mean[c]) / std[c].
+ *
+ * Live sources: libav waits for a network peer forever by default. Here every blocking call of
+ * libavformat runs under an interrupt callback with a monotonic deadline, open_timeout for
+ * video_open and read_timeout for each packet, so a frozen peer (connected, silent) ends the
+ * call with CIN_E_IO and a message saying how long the uri was silent. Option strings are
+ * checked before anything is opened; an option the demuxer does not take is an error.
  *
  * Thread safety: a video_src is used by one thread at a time; distinct sources are independent.
  * libav's own log output is left alone: the program sets av_log_set_level().
@@ -37,6 +46,7 @@
 #ifndef CIN_IO_VIDEO_H
 #define CIN_IO_VIDEO_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -48,6 +58,17 @@ typedef struct video_opts {
     int crop;          /* side of the centre square crop, 1..resize */
     float mean[3];     /* per channel R, G, B, on values scaled to [0, 1]: (x/255 - mean) / std */
     float std[3];      /* non-zero */
+
+    /* Live sources. Timeouts are seconds of wall time on the monotonic clock, 0 = none. */
+    double open_timeout;        /* video_open as a whole: connect, headers, stream parameters */
+    double read_timeout;        /* each wait for the next packet */
+    const char *rtsp_transport; /* rtsp:// only: "tcp" or "udp"; NULL = libav's choice */
+    int width, height;          /* V4L2 (/dev/video*): requested size; 0 = the device's */
+    double rate;                /* V4L2: requested frames per second; 0 = the device's */
+    const char *pixel_format;   /* V4L2: a libav pixel format or codec name ("yuyv422",
+                                   "mjpeg"); NULL = the device's */
+    const volatile sig_atomic_t *stop;  /* when non-zero, a blocked open or read gives up at
+                                           once (CIN_E_IO); NULL: never */
 } video_opts;
 
 typedef struct video_frame_info {
@@ -76,6 +97,16 @@ int video_open(const video_opts *o, video_src **out, cin_err *err);
  * After the first frame nothing is allocated by cin unless the picture size, pixel format or
  * colour tags change. */
 int video_read(video_src *v, float *frame, video_frame_info *info, cin_err *err);
+
+/* 1 if uri names a live source: a network URL (a scheme other than file:) or a device under
+ * /dev/. Such sources never end at a known end and get timeouts and reconnection in cin-run. */
+int video_uri_is_live(const char *uri);
+
+/* 1 if uri is a V4L2 device (/dev/video*), opened through libavdevice's video4linux2. */
+int video_uri_is_v4l2(const char *uri);
+
+/* 1 if the last error of v came from read_timeout running out (the source went silent). */
+int video_timed_out(const video_src *v);
 
 /* Number of packets and frames the decoder has rejected and skipped so far. */
 int64_t video_damaged(const video_src *v);

@@ -89,6 +89,9 @@ static void summary(const pipe_stats *s, int failed)
             s->outputs == 1 ? "" : "s", fps, s->p50_ms, s->p99_ms);
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
+    if (s->reconnects)
+        fprintf(stderr, ", %lld reconnect%s", (long long)s->reconnects,
+                s->reconnects == 1 ? "" : "s");
     if (s->skipped || s->masked)
         fprintf(stderr, ", %lld records skipped (malformed or late), %lld %s",
                 (long long)s->skipped, (long long)s->masked,
@@ -115,18 +118,19 @@ static void status_line(void *user, const pipe_status *s)
 {
     (void)user;
     fprintf(stderr, "cin-run: %.0f s: %lld frames, in %.1f fps, out %.1f fps, latency p50 %.2f ms "
-            "p99 %.2f ms\n", s->seconds, (long long)s->frames, s->fps_in, s->fps_out,
-            s->p50_ms, s->p99_ms);
+            "p99 %.2f ms, %lld reconnects\n", s->seconds, (long long)s->frames, s->fps_in,
+            s->fps_out, s->p50_ms, s->p99_ms, (long long)s->reconnects);
 }
 
 /* --stats-json FILE: the summary's figures as one JSON object (written with jansson). */
 static int write_stats(const char *file, const pipe_stats *s, int rc)
 {
-    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:I, s:i, "
-                          "s:b, s:b}", "frames", (json_int_t)s->frames, "outputs",
+    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:I, s:I, "
+                          "s:i, s:b, s:b}", "frames", (json_int_t)s->frames, "outputs",
                           (json_int_t)s->outputs, "seconds", s->seconds, "latency_ms", "p50",
                           s->p50_ms, "p90", s->p90_ms, "p99", s->p99_ms, "max", s->max_ms,
-                          "damaged", (json_int_t)s->damaged, "skipped", (json_int_t)s->skipped,
+                          "damaged", (json_int_t)s->damaged, "reconnects",
+                          (json_int_t)s->reconnects, "skipped", (json_int_t)s->skipped,
                           "masked", (json_int_t)s->masked, "unnormalised",
                           (json_int_t)s->unnormalised, "delay", s->delay, "stopped",
                           s->stopped, "ok", rc == 0);

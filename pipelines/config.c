@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "video.h"
+
 #define PCFG_MAX_BYTES (1 << 20)    /* a pipeline file is a few hundred bytes */
 #define PCFG_FIELD_MAX 96
 #define PCFG_GOT_MAX 48             /* a quoted value in a message is cut to this */
@@ -26,6 +28,7 @@
 #define PCFG_MAX_WINDOW 1024        /* temporal windows, in frames */
 #define PCFG_MAX_CLASSES 100000
 #define PCFG_MAX_JOINTS 256
+#define PCFG_MAX_TIMEOUT 86400      /* seconds, for timeouts and reconnect waits */
 
 typedef struct pcfg_ctx {
     const char *file;               /* the path as given, for messages */
@@ -57,7 +60,11 @@ static const struct pcfg_arch {
 
 static const char *const pcfg_top_keys[] = {
     "source", "preprocess", "model", "postprocess", "sinks", NULL};
-static const char *const pcfg_source_keys[] = {"type", "uri", "path", "format", "score", NULL};
+static const char *const pcfg_source_keys[] = {
+    "type", "uri", "path", "format", "score", "open_timeout", "read_timeout", "rtsp_transport",
+    "size", "rate", "pixel_format", "reconnect", NULL};
+static const char *const pcfg_reconnect_keys[] = {"initial", "max", "attempts", NULL};
+static const char *const pcfg_transports[] = {"tcp", "udp", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std",
                                             "centre_joint", "scale_bone", NULL};
 static const char *const pcfg_model_keys[] = {
@@ -533,6 +540,117 @@ static int pcfg_parse_format(const pcfg_map *m, pipe_config *c)
     return rc;
 }
 
+/* "<map>.<key>" for a field named in a message without a node of its own. */
+static const char *pcfg_name(const pcfg_map *m, const char *key, char *buf)
+{
+    pcfg_field(buf, m->name, key);
+    return buf;
+}
+
+/* A number of seconds in 0..PCFG_MAX_TIMEOUT (> 0 when positive). */
+static int pcfg_get_seconds(const pcfg_map *m, const char *key, int positive, double *out)
+{
+    char field[PCFG_FIELD_MAX];
+    const char *want = positive ? "a positive number of seconds, at most 86400"
+                                : "a non-negative number of seconds, at most 86400";
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    int rc = pcfg_number(m->ctx, v, field, 0, positive, want, out);
+    return rc || *out <= PCFG_MAX_TIMEOUT ? rc : pcfg_expected(m->ctx, v, field, want);
+}
+
+/* [width, height], each in 1..PCFG_MAX_SIDE. */
+static int pcfg_get_size(const pcfg_map *m, const char *key, int *w, int *h)
+{
+    const char *want = "a list [width, height] of 2 integers in 1..16384";
+    char field[PCFG_FIELD_MAX];
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v)
+        return 0;
+    pcfg_field(field, m->name, key);
+    if (v->type != YAML_SEQUENCE_NODE ||
+        v->data.sequence.items.top - v->data.sequence.items.start != 2)
+        return pcfg_expected(m->ctx, v, field, want);
+    int *dst[2] = {w, h};
+    for (int i = 0; i < 2; i++) {
+        yaml_node_t *e = pcfg_node(m->ctx, v->data.sequence.items.start[i]);
+        const char *s = "";
+        long long n;
+        if (!e || pcfg_text(m->ctx, e, field, want, &s) || pcfg_parse_int(s, &n) || n < 1 ||
+            n > PCFG_MAX_SIDE)
+            return pcfg_expected(m->ctx, e ? e : v, field, want);
+        *dst[i] = (int)n;
+    }
+    return 0;
+}
+
+/* source.reconnect: false, true, or {initial, max, attempts}; live sources only. */
+static int pcfg_parse_reconnect(const pcfg_map *src, pipe_config *c)
+{
+    yaml_node_t *v = pcfg_find(src, "reconnect");
+    int live = c->source.type == PIPE_SOURCE_VIDEO && video_uri_is_live(c->source.uri);
+    c->source.reconnect.on = live;
+    c->source.reconnect.initial = PIPE_DEFAULT_RECONNECT_INITIAL;
+    c->source.reconnect.max = PIPE_DEFAULT_RECONNECT_MAX;
+    if (!v)
+        return 0;
+    if (!live)
+        return pcfg_fail(src->ctx, v, "source.reconnect", "only for live video sources "
+                         "(network uris and /dev/ devices); a file ends at its end");
+    if (v->type != YAML_MAPPING_NODE)
+        return pcfg_get_bool(src, "reconnect", &c->source.reconnect.on);
+    pcfg_map m = {src->ctx, v, "source.reconnect"};
+    int rc = pcfg_check_keys(&m, pcfg_reconnect_keys);
+    rc = rc ? rc : pcfg_get_seconds(&m, "initial", 1, &c->source.reconnect.initial);
+    rc = rc ? rc : pcfg_get_seconds(&m, "max", 1, &c->source.reconnect.max);
+    rc = rc ? rc : pcfg_get_int(&m, "attempts", 0, INT_MAX, &c->source.reconnect.attempts);
+    if (!rc && c->source.reconnect.max < c->source.reconnect.initial)
+        rc = pcfg_fail(src->ctx, pcfg_find(&m, "max"), "source.reconnect.max", "expected at "
+                       "least initial (%g), got %g", c->source.reconnect.initial,
+                       c->source.reconnect.max);
+    return rc;
+}
+
+/* A key that only some video uris take: present elsewhere, it is refused. */
+static int pcfg_only_for(const pcfg_map *m, const pipe_config *c, const char *key, int ok,
+                         const char *which)
+{
+    char field[PCFG_FIELD_MAX];
+    yaml_node_t *v = pcfg_find(m, key);
+    if (!v || (ok && c->source.type == PIPE_SOURCE_VIDEO))
+        return 0;
+    return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for video sources%s (uri is "
+                     "'%s')", which, c->source.uri);
+}
+
+/* The live-source keys: timeouts for any video, the others for the uris that take them. */
+static int pcfg_parse_live(const pcfg_map *m, pipe_config *c)
+{
+    const char *uri = c->source.uri;
+    int video = c->source.type == PIPE_SOURCE_VIDEO, live = video && video_uri_is_live(uri);
+    int v4l2 = video_uri_is_v4l2(uri), tr = -1;
+    c->source.open_timeout = live ? PIPE_DEFAULT_OPEN_TIMEOUT : 0;
+    c->source.read_timeout = live ? PIPE_DEFAULT_READ_TIMEOUT : 0;
+    int rc = pcfg_only_for(m, c, "open_timeout", 1, "");
+    rc = rc ? rc : pcfg_only_for(m, c, "read_timeout", 1, "");
+    rc = rc ? rc : pcfg_only_for(m, c, "rtsp_transport", !strncmp(uri, "rtsp://", 7),
+                                 " with an rtsp:// uri");
+    static const char *const v4l2_keys[] = {"size", "rate", "pixel_format"};
+    for (int i = 0; !rc && i < 3; i++)
+        rc = pcfg_only_for(m, c, v4l2_keys[i], v4l2, " from a V4L2 device (/dev/video*)");
+    rc = rc ? rc : pcfg_get_seconds(m, "open_timeout", 0, &c->source.open_timeout);
+    rc = rc ? rc : pcfg_get_seconds(m, "read_timeout", 0, &c->source.read_timeout);
+    rc = rc ? rc : pcfg_get_choice(m, "rtsp_transport", pcfg_transports, &tr);
+    if (!rc && tr >= 0 && !(c->source.rtsp_transport = strdup(pcfg_transports[tr])))
+        rc = pcfg_nomem(m->ctx);
+    rc = rc ? rc : pcfg_get_size(m, "size", &c->source.width, &c->source.height);
+    rc = rc ? rc : pcfg_get_number(m, "rate", 0, "a non-negative number", &c->source.rate);
+    rc = rc ? rc : pcfg_get_str(m, "pixel_format", 0, &c->source.pixel_format);
+    return rc ? rc : pcfg_parse_reconnect(m, c);
+}
+
 static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
 {
     pcfg_map m;
@@ -562,7 +680,8 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
     yaml_node_t *score = pcfg_find(&m, "score");
     if (!rc && score && type != PIPE_SOURCE_SKELETON)
         return pcfg_fail(top->ctx, score, "source.score", "only for type skeleton");
-    return rc ? rc : pcfg_get_bool(&m, "score", &c->source.score);
+    rc = rc ? rc : pcfg_get_bool(&m, "score", &c->source.score);
+    return rc ? rc : pcfg_parse_live(&m, c);
 }
 
 /* Two distinct joint indices, as [a, b]. */
@@ -621,13 +740,6 @@ static int pcfg_parse_preprocess(const pcfg_map *top, pipe_config *c)
     return pcfg_fail(top->ctx, pcfg_find(&m, "crop"), "preprocess.crop",
                      "expected at most preprocess.resize (%d), got %d", c->preprocess.resize,
                      c->preprocess.crop);
-}
-
-/* "<map>.<key>" for a field named in a message without a node of its own. */
-static const char *pcfg_name(const pcfg_map *m, const char *key, char *buf)
-{
-    pcfg_field(buf, m->name, key);
-    return buf;
 }
 
 static int pcfg_parse_arch(const pcfg_map *m, pipe_model *pm, const struct pcfg_arch **arch)
@@ -1127,6 +1239,8 @@ void pipe_config_free(pipe_config *c)
         return;
     free(c->path);
     free(c->source.uri);
+    free(c->source.rtsp_transport);
+    free(c->source.pixel_format);
     for (pipe_model *m = &c->model; m; m = m->head) {
         free(m->arch);
         free(m->size);

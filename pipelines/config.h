@@ -33,6 +33,11 @@ typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY, PIPE_SINK_CSV } pipe_sink_type;
 
 /* A text sink's results wait in a buffer at most this long (seconds) by default. */
 #define PIPE_DEFAULT_FLUSH 0.25
+/* Live video sources (docs/pipeline.md, "Live sources"). */
+#define PIPE_DEFAULT_OPEN_TIMEOUT 10.0
+#define PIPE_DEFAULT_READ_TIMEOUT 5.0
+#define PIPE_DEFAULT_RECONNECT_INITIAL 0.5
+#define PIPE_DEFAULT_RECONNECT_MAX 8.0
 
 typedef struct pipe_sink {
     pipe_sink_type type;
@@ -65,6 +70,19 @@ typedef struct pipe_config {
         char *uri;              /* source.uri (video, features) or source.path (npy) */
         pipe_format format;     /* features, skeleton: how records are written */
         int score;              /* skeleton rows: the model's last value is the score */
+        /* video: live sources (network uris, devices); resolved, so 0 means none */
+        double open_timeout;    /* seconds; live default PIPE_DEFAULT_OPEN_TIMEOUT */
+        double read_timeout;    /* seconds; live default PIPE_DEFAULT_READ_TIMEOUT */
+        char *rtsp_transport;   /* "tcp", "udp" or NULL (libav's choice) */
+        int width, height;      /* V4L2 requested size; 0 = the device's */
+        double rate;            /* V4L2 requested frames per second; 0 = the device's */
+        char *pixel_format;     /* V4L2 requested format; NULL = the device's */
+        struct {
+            int on;             /* live sources: 1 unless `reconnect: false`; files: 0 */
+            double initial;     /* first wait before reopening, seconds */
+            double max;         /* the wait doubles up to this */
+            int attempts;       /* failed reopenings in a row before giving up; 0 = forever */
+        } reconnect;
     } source;
     struct {
         double fps;             /* 0 = every frame */

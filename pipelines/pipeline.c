@@ -22,6 +22,11 @@
 
 typedef struct source {
     video_src *video;
+    video_opts vo;          /* video: how it was opened, to reopen it the same way */
+    int live;               /* video: reconnect on its end or error (source.reconnect) */
+    int64_t index_base;     /* video: frames output before the last reconnect */
+    int64_t next_index;
+    int64_t damaged_before; /* video: damaged packets of the connections already closed */
     feat_src *features;
     sksrc *skeleton;
     float *array;           /* npy source: [frames][c][h][w] */
@@ -67,6 +72,7 @@ typedef struct run {
     pipe_run_opts opts;
     double *window;         /* latencies of one status interval, sorted for its percentiles */
     int64_t window_cap;
+    int64_t reset_at;       /* frame count at the last stream reset: clip mode refills */
 } run;
 
 static double now_ms(void)
@@ -184,9 +190,15 @@ static int video_source(run *r, cin_err *err)
                            "model's input (%d); expected at least %d", c->path, resize, crop,
                            crop);
     video_opts vo = {.uri = c->source.uri, .fps = c->preprocess.fps, .resize = resize,
-                     .crop = crop};
+                     .crop = crop, .open_timeout = c->source.open_timeout,
+                     .read_timeout = c->source.read_timeout,
+                     .rtsp_transport = c->source.rtsp_transport, .width = c->source.width,
+                     .height = c->source.height, .rate = c->source.rate,
+                     .pixel_format = c->source.pixel_format, .stop = r->stop};
     memcpy(vo.mean, c->preprocess.mean, sizeof vo.mean);
     memcpy(vo.std, c->preprocess.std, sizeof vo.std);
+    r->src.vo = vo;
+    r->src.live = c->source.reconnect.on;
     return video_open(&vo, &r->src.video, err);
 }
 
@@ -214,8 +226,9 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
     if (r->src.video) {
         video_frame_info info;
         int rc = video_read(r->src.video, r->frame, &info, err);
-        *index = info.index;
+        *index = r->src.index_base + info.index;
         *pts = info.pts;
+        r->src.next_index = rc == 1 ? *index + 1 : r->src.next_index;
         return rc;
     }
     if (r->src.features) {
@@ -232,6 +245,93 @@ static int read_frame(run *r, int64_t *index, double *pts, cin_err *err)
     memcpy(r->frame, r->src.array + r->src.next++ * r->frame_size,
            sizeof(float) * r->frame_size);
     return 1;
+}
+
+static int stopping(const run *r)
+{
+    return r->stop && *r->stop;
+}
+
+/* Waits secs, in slices short enough that a stop request ends the wait; 1 if stopped. */
+static int wait_or_stop(const run *r, double secs)
+{
+    double end = now_ms() + secs * 1e3;
+    for (double left; !stopping(r) && (left = end - now_ms()) > 0;) {
+        double slice = left < 50 ? left : 50;
+        struct timespec ts = {0, (long)(slice * 1e6)};
+        nanosleep(&ts, NULL);
+    }
+    return stopping(r);
+}
+
+/* The gap of a reconnection must not be blended into the windows: every stage's stream
+ * starts again as if new, and clip mode collects a new clip. */
+static void reset_streams(run *r, int64_t frames)
+{
+    for (int i = 0; i < r->n_st; i++)
+        cin_stream_reset(r->st[i].stream);
+    r->reset_at = frames;
+}
+
+/* Reopens the source with exponential backoff: 1 when it is open again, 0 if stopped while
+ * waiting, or the last error once source.reconnect.attempts reopenings in a row failed. */
+static int reopen_source(run *r, double *waited, int *attempt, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    double delay = c->source.reconnect.initial, t0 = now_ms();
+    for (*attempt = 1;; (*attempt)++) {
+        if (wait_or_stop(r, delay))
+            return 0;
+        int rc = video_open(&r->src.vo, &r->src.video, err);
+        *waited = (now_ms() - t0) / 1e3;
+        if (rc == 0)
+            return 1;
+        if (stopping(r))
+            return 0;
+        int n = c->source.reconnect.attempts;
+        if (n && *attempt >= n)
+            return cin_err_wrap(err, rc, "%s: source.reconnect: gave up after %d attempts "
+                                "in %.1f s", c->path, n, *waited);
+        cin_log(&r->log, CIN_LOG_WARN, "source", "reconnect attempt %d failed: %s", *attempt,
+                err->msg);
+        delay = delay * 2 < c->source.reconnect.max ? delay * 2 : c->source.reconnect.max;
+    }
+}
+
+/* A live source ended (rc 0) or failed (rc < 0, message in err): close it, reopen it and
+ * reset the streams. 1 to go on reading, 0 when stopped, < 0 when reconnecting gave up. */
+static int reconnect(run *r, pipe_stats *st, int rc, cin_err *err)
+{
+    cin_log(&r->log, CIN_LOG_WARN, "source", "%s; reconnecting",
+            rc ? err->msg : "end of stream");
+    r->src.damaged_before += video_damaged(r->src.video);
+    video_close(r->src.video);
+    r->src.video = NULL;
+    r->src.index_base = r->src.next_index;
+    double waited = 0;
+    int attempt = 0;
+    rc = reopen_source(r, &waited, &attempt, err);
+    if (rc <= 0)
+        return rc;
+    st->reconnects++;
+    reset_streams(r, st->frames);
+    cin_log(&r->log, CIN_LOG_WARN, "source", "%s: reconnected after %.2f s (attempt %d); "
+            "stream state reset", r->src.vo.uri, waited, attempt);
+    return 1;
+}
+
+/* read_frame, with a live source reconnected whenever it ends or fails. */
+static int next_frame(run *r, pipe_stats *st, int64_t *index, double *pts, cin_err *err)
+{
+    for (;;) {
+        int rc = read_frame(r, index, pts, err);
+        if (rc == 1 || stopping(r))
+            return rc == 1 ? 1 : 0;
+        if (!r->src.live)
+            return rc;
+        if ((rc = reconnect(r, st, rc, err)) <= 0)
+            return rc;
+    }
 }
 
 /* ---- sinks ---- */
@@ -489,7 +589,7 @@ static void report_status(run *r, const pipe_stats *st, int64_t since, int64_t o
                      .fps_out = (st->outputs - outputs_before) / secs,
                      .p50_ms = n ? r->window[(n - 1) / 2] : 0.0,
                      .p99_ms = n ? r->window[(n - 1) * 99 / 100] : 0.0, .frames = st->frames,
-                     .outputs = st->outputs};
+                     .outputs = st->outputs, .reconnects = st->reconnects};
     r->opts.status(r->opts.status_user, &s);
 }
 
@@ -504,9 +604,9 @@ static int frame_loop(run *r, pipe_stats *st, cin_err *err)
     st->delay = clip ? r->st[0].info.clip_frames - 1 : r->st[0].info.delay;
     if (r->n_st > 1)
         st->delay += r->st[1].info.delay;
-    while (!(r->stop && *r->stop) && (rc = read_frame(r, &index, &pts, err)) == 1) {
+    while (!stopping(r) && (rc = next_frame(r, st, &index, &pts, err)) == 1) {
         double t0 = now_ms();
-        int have = clip ? clip_step(r, t) : step_stages(r);
+        int have = clip ? clip_step(r, t - r->reset_at) : step_stages(r);
         double ms = round((now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
         if (have < 0)
             return cin_err_set(err, have, "model: %s", stage_error(r));
@@ -606,6 +706,12 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
                          "classes", c->path, c->postprocess.topk, classes);
     rc = rc ? rc : alloc_buffers(&r, err);
     rc = rc ? rc : open_source(&r, err);
+    /* a stop request while a live source was still connecting is a stop, not a failure */
+    if (rc && stopping(&r) && video_uri_is_live(c->source.uri)) {
+        stats->stopped = 1;
+        release(&r);
+        return 0;
+    }
     int opened = rc ? 0 : (rc = open_sinks(&r, err)) == 0;
     rc = rc ? rc : frame_loop(&r, stats, err);
     /* results already written are kept even when the run stops early; a run that fails
@@ -614,7 +720,7 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     int rc_close = close_sinks(&r, keep, rc ? NULL : err);
     rc = rc ? rc : rc_close;
     percentiles(&r, stats);
-    stats->damaged = r.src.video ? video_damaged(r.src.video) : 0;
+    stats->damaged = r.src.damaged_before + video_damaged(r.src.video);
     source_counts(&r, stats);
     if (!rc && stats->frames == 0 && stats->skipped > 0)
         rc = cin_err_set(err, CIN_E_FORMAT, "%s: no valid record, %lld malformed lines "

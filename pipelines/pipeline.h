@@ -12,6 +12,7 @@ typedef struct pipe_stats {
     int64_t frames;         /* frames fed to the model */
     int64_t outputs;        /* outputs written */
     int64_t damaged;        /* packets or frames the decoder skipped */
+    int64_t reconnects;     /* live source reopened after its end, an error or a timeout */
     int64_t skipped;        /* feature or skeleton records skipped: malformed, or late */
     int64_t masked;         /* set to 0 as NaN, infinite or missing: feature values, or
                                skeleton joints (all of a joint's values at once) */
@@ -30,6 +31,7 @@ typedef struct pipe_status {
     double fps_in, fps_out;     /* frames read and results written per second */
     double p50_ms, p99_ms;      /* model latency per frame */
     int64_t frames, outputs;    /* totals so far */
+    int64_t reconnects;         /* total so far */
 } pipe_status;
 
 typedef void (*pipe_status_fn)(void *user, const pipe_status *s);

@@ -423,6 +423,80 @@ static void test_source_keys_must_match_type(void)
                  "source.type", "one of video, npy, features");
 }
 
+/* Network uris and devices get timeouts and reconnection by default; files get neither. */
+static void test_live_sources_take_timeouts_and_reconnect_by_default(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err;
+    CU_ASSERT_FATAL(load_text("source: {uri: 'rtsp://cam/1'}\nmodel: {arch: x3d, size: xs}\n",
+                              &path, &c, &err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.open_timeout, PIPE_DEFAULT_OPEN_TIMEOUT, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.read_timeout, PIPE_DEFAULT_READ_TIMEOUT, 0.0);
+    CU_ASSERT_PTR_NULL(c->source.rtsp_transport);
+    CU_ASSERT(c->source.reconnect.on && c->source.reconnect.attempts == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.initial, PIPE_DEFAULT_RECONNECT_INITIAL, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.max, PIPE_DEFAULT_RECONNECT_MAX, 0.0);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text(minimal_yaml, &path, &c, &err) == 0);
+    CU_ASSERT(c->source.open_timeout == 0 && c->source.read_timeout == 0);
+    CU_ASSERT(!c->source.reconnect.on);
+    pipe_config_free(c);
+}
+
+static void test_every_live_setting_is_read(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err;
+    CU_ASSERT_FATAL(load_text("source: {uri: /dev/video2, open_timeout: 3, read_timeout: 0.5,\n"
+                              "  size: [640, 480], rate: 15, pixel_format: mjpeg,\n"
+                              "  reconnect: {initial: 0.1, max: 2, attempts: 7}}\n"
+                              "model: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.open_timeout, 3, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.read_timeout, 0.5, 0.0);
+    CU_ASSERT(c->source.width == 640 && c->source.height == 480);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.rate, 15, 0.0);
+    CU_ASSERT_STRING_EQUAL(c->source.pixel_format, "mjpeg");
+    CU_ASSERT(c->source.reconnect.on && c->source.reconnect.attempts == 7);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.initial, 0.1, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.max, 2, 0.0);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text("source: {uri: 'rtsp://cam/1', rtsp_transport: udp, reconnect: "
+                              "false}\nmodel: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT_STRING_EQUAL(c->source.rtsp_transport, "udp");
+    CU_ASSERT(!c->source.reconnect.on);
+    pipe_config_free(c);
+}
+
+static void test_live_keys_are_refused_where_they_do_not_apply(void)
+{
+    static const struct {
+        const char *source, *field, *fragment;
+    } bad[] = {
+        {"{uri: a.mp4, rtsp_transport: tcp}", "source.rtsp_transport", "with an rtsp:// uri"},
+        {"{uri: 'rtsp://c/1', rtsp_transport: http}", "source.rtsp_transport", "one of tcp, udp"},
+        {"{uri: 'rtsp://c/1', size: [640, 480]}", "source.size", "V4L2 device (/dev/video*)"},
+        {"{uri: a.mp4, pixel_format: yuyv422}", "source.pixel_format", "V4L2 device"},
+        {"{uri: /dev/video0, size: [640]}", "source.size", "a list [width, height]"},
+        {"{uri: /dev/video0, size: [0, 480]}", "source.size", "integers in 1..16384"},
+        {"{uri: /dev/video0, rate: -3}", "source.rate", "a non-negative number"},
+        {"{uri: a.mp4, reconnect: true}", "source.reconnect", "a file ends at its end"},
+        {"{type: npy, path: a.npy, read_timeout: 1}", "source.read_timeout", "only for video"},
+        {"{uri: 'udp://h:1', read_timeout: -1}", "source.read_timeout", "non-negative number"},
+        {"{uri: 'udp://h:1', reconnect: {initial: 0}}", "source.reconnect.initial", "positive"},
+        {"{uri: 'udp://h:1', reconnect: {initial: 4, max: 2}}", "source.reconnect.max",
+         "at least initial (4), got 2"},
+        {"{uri: 'udp://h:1', reconnect: {tries: 2}}", "source.reconnect.tries", "unknown key"},
+        {"{uri: 'udp://h:1', reconnect: sometimes}", "source.reconnect", "true or false"},
+    };
+    char text[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "source: %s\nmodel: {arch: x3d, size: xs}\n", bad[i].source);
+        expect_error(text, CIN_E_CONFIG, bad[i].field, bad[i].fragment);
+    }
+}
+
 /* Loads text; a success must be a complete config, a failure must carry a message. */
 static void load_survives(const char *text, size_t len)
 {
@@ -528,6 +602,11 @@ int test_config_register(void)
         {"unreadable_file_is_io_error", test_unreadable_file_is_io_error},
         {"bad_values_name_field_and_expectation", test_bad_values_name_field_and_expectation},
         {"bad_model_settings_name_field", test_bad_model_settings_name_field},
+        {"live_sources_take_timeouts_and_reconnect_by_default",
+         test_live_sources_take_timeouts_and_reconnect_by_default},
+        {"every_live_setting_is_read", test_every_live_setting_is_read},
+        {"live_keys_are_refused_where_they_do_not_apply",
+         test_live_keys_are_refused_where_they_do_not_apply},
         {"skeleton_variant_agcn_leaves_the_layout_unset",
          test_skeleton_variant_agcn_leaves_the_layout_unset},
         {"source_keys_must_match_type", test_source_keys_must_match_type},

@@ -13,6 +13,7 @@
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/display.h>
 #include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
 
@@ -24,7 +25,8 @@
 /* mean 0, std 1: outputs are rgb / 255, easy to compare with 8-bit levels. */
 static video_opts vt_opts(const char *uri, double fps, int resize, int crop)
 {
-    video_opts o = {uri, fps, resize, crop, {0, 0, 0}, {1, 1, 1}};
+    video_opts o = {.uri = uri, .fps = fps, .resize = resize, .crop = crop, .mean = {0, 0, 0},
+                    .std = {1, 1, 1}};
     return o;
 }
 
@@ -188,8 +190,9 @@ static int vt_write_frames(AVFormatContext *oc, AVCodecContext *enc, const vt_cl
     return r;
 }
 
-/* Encodes clip c into path; the container comes from the file name. Returns 0 on success. */
-static int vt_write_clip(const vt_clip *c, const char *path)
+/* Encodes clip c into path; the container comes from the file name. A display matrix, when
+ * given, goes into the stream's side data. Returns 0 on success. */
+static int vt_write_clip_matrix(const vt_clip *c, const char *path, const int32_t *matrix)
 {
     AVFormatContext *oc = NULL;
     if (avformat_alloc_output_context2(&oc, NULL, NULL, path) < 0)
@@ -201,6 +204,10 @@ static int vt_write_clip(const vt_clip *c, const char *path)
         st->time_base = enc->time_base;
         r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE);
     }
+    uint8_t *sd = r >= 0 && matrix ? av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX,
+                                                             9 * sizeof(int32_t)) : NULL;
+    if (sd)
+        memcpy(sd, matrix, 9 * sizeof(int32_t));
     if (r >= 0)
         r = avformat_write_header(oc, NULL);
     if (r >= 0)
@@ -211,6 +218,11 @@ static int vt_write_clip(const vt_clip *c, const char *path)
     avcodec_free_context(&enc);
     avformat_free_context(oc);
     return r < 0 ? -1 : 0;
+}
+
+static int vt_write_clip(const vt_clip *c, const char *path)
+{
+    return vt_write_clip_matrix(c, path, NULL);
 }
 
 /* ---- independent colour conversion ---- */
@@ -370,7 +382,8 @@ static void test_frame_info_counts_up_and_pts_increase(void)
 /* Normalised values must be finite and within [(0 - mean) / std, (1 - mean) / std]. */
 static void vt_check_range(const char *path, int resize, int crop)
 {
-    video_opts o = {path, 0, resize, crop, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    video_opts o = {.uri = path, .resize = resize, .crop = crop,
+                    .mean = {0.485f, 0.456f, 0.406f}, .std = {0.229f, 0.224f, 0.225f}};
     video_src *v = NULL;
     cin_err err;
     CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
@@ -525,7 +538,8 @@ static void test_normalisation_applies_mean_and_std_per_channel(void)
     vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_RGB24, 31, 19, 2, 25, 0, 0, 0, {200, 30, 90}};
     const char *path = tu_tmp_path("norm.nut");
     CU_ASSERT_EQUAL_FATAL(vt_write_clip(&c, path), 0);
-    video_opts o = {path, 0, 19, 19, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    video_opts o = {.uri = path, .resize = 19, .crop = 19, .mean = {0.485f, 0.456f, 0.406f},
+                    .std = {0.229f, 0.224f, 0.225f}};
     vt_run *r = malloc(sizeof *r);
     vt_read_all(&o, r);
     CU_ASSERT_EQUAL(r->frames, 2);
@@ -695,6 +709,121 @@ static void test_timestamps_jumping_back_do_not_stall_sampling(void)
 
 /* ---- tests: bad input ---- */
 
+/* Worst difference, in 8-bit levels, between a [3][n] frame and a solid colour. */
+static double vt_off_by(const float *f, int n, const double want[3])
+{
+    double worst = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < n; i++)
+            worst = fmax(worst, fabs(vt_clamp255(want[c]) - f[c * n + i] * 255.0));
+    return worst;
+}
+
+/* Two MPEG-2 streams of different sizes and colours, one after the other in one MPEG-TS file
+ * (a camera changing its resolution): the scaler is rebuilt for the second size and every frame
+ * comes out in its part's colour. libav's MPEG-2 decoder drops the last picture before a size
+ * change (a plain libavcodec decode of this file gives 19 frames too). */
+static void test_resolution_change_mid_stream_rebuilds_the_scaler(void)
+{
+    vt_clip a = {AV_CODEC_ID_MPEG2VIDEO, AV_PIX_FMT_YUV420P, 64, 48, 10, 25, 0, 0, 0,
+                 {120, 100, 170}};
+    vt_clip b = a;
+    b.w = 48, b.h = 80, b.val[0] = 60, b.val[1] = 160, b.val[2] = 90;
+    const char *pa = tu_tmp_path("size-a.ts"), *pb = tu_tmp_path("size-b.ts");
+    const char *both = tu_tmp_path("size-ab.ts");
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip(&a, pa) || vt_write_clip(&b, pb), 0);
+    unsigned char *da, *db;
+    size_t na = vt_load(pa, &da), nb = vt_load(pb, &db);
+    unsigned char *d = malloc(na + nb + 1);
+    memcpy(d, da, na);
+    memcpy(d + na, db, nb);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(both, d, na + nb), 0);
+    free(da), free(db), free(d);
+
+    double want[2][3];
+    vt_yuv_to_rgb(120, 100, 170, 0, 0, want[0]);
+    vt_yuv_to_rgb(60, 160, 90, 0, 0, want[1]);
+    video_opts o = vt_opts(both, 0, 24, 20);
+    video_src *v = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
+    float f[3 * 20 * 20];
+    int count[2] = {0, 0}, part = 0, r;
+    while (count[0] + count[1] < VT_MAX_FRAMES && (r = video_read(v, f, NULL, &err)) == 1) {
+        part = part || vt_off_by(f, 400, want[1]) <= 2.0; /* once in part b, never back */
+        CU_ASSERT(vt_off_by(f, 400, want[part]) <= 2.0);
+        count[part]++;
+    }
+    CU_ASSERT_EQUAL(r, 0);
+    CU_ASSERT(count[0] >= a.frames - 1 && count[0] <= a.frames);
+    CU_ASSERT_EQUAL(count[1], b.frames);
+    video_close(v);
+}
+
+/* The counterclockwise turn the display matrix of path's video stream asks for, as libavformat
+ * reads it back (FFmpeg 5.1's mov muxer and demuxer disagree on the sign), or 0. */
+static int vt_read_rotation(const char *path)
+{
+    AVFormatContext *ic = NULL;
+    if (avformat_open_input(&ic, path, NULL, NULL) < 0)
+        return 0;
+    size_t size = 0;
+    const uint8_t *m = ic->nb_streams ? av_stream_get_side_data(ic->streams[0],
+                                        AV_PKT_DATA_DISPLAYMATRIX, &size) : NULL;
+    int ccw = m && size >= 36 ? (int)lround(av_display_rotation_get((const int32_t *)m)) : 0;
+    avformat_close_input(&ic);
+    return ccw;
+}
+
+/* An RGB ramp (R = 2x, G = 3y) W x H stored with a display matrix. Resized to its short side,
+ * no scaling happens, so every pixel of the crop is the source pixel that turning the picture
+ * as the matrix says (ffmpeg's autorotate convention: clockwise by minus the matrix's
+ * counterclockwise angle) puts there. */
+static void vt_check_rotation(int angle, const char *name)
+{
+    enum { W = 40, H = 24, N = 24 };
+    vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_RGB24, W, H, 2, 25, 0, 0, 1, {0, 0, 50}};
+    int32_t m[9];
+    av_display_rotation_set(m, angle);
+    const char *path = tu_tmp_path(name);
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip_matrix(&c, path, m), 0);
+    int ccw = vt_read_rotation(path);
+    CU_ASSERT_EQUAL(abs(ccw), abs(angle));
+    video_opts o = vt_opts(path, 0, N, N);
+    video_src *v = NULL;
+    cin_err err;
+    float f[3 * N * N];
+    CU_ASSERT_EQUAL_FATAL(video_open(&o, &v, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(video_read(v, f, NULL, &err), 1);
+    int quarter = ((-ccw / 90) % 4 + 4) % 4, upright_w = quarter % 2 ? H : W;
+    int upright_h = quarter % 2 ? W : H, x0 = (upright_w - N) / 2, y0 = (upright_h - N) / 2;
+    double worst = 0;
+    for (int y = 0; y < N; y++) {
+        for (int x = 0; x < N; x++) {
+            /* the upright pixel (X, Y), and the source pixel that lands there */
+            int X = x0 + x, Y = y0 + y;
+            int sx = quarter == 0 ? X : quarter == 1 ? Y : quarter == 2 ? W - 1 - X : W - 1 - Y;
+            int sy = quarter == 0 ? Y : quarter == 1 ? H - 1 - X : quarter == 2 ? H - 1 - Y : X;
+            worst = fmax(worst, fabs(f[y * N + x] * 255.0 - 2 * sx));
+            worst = fmax(worst, fabs(f[N * N + y * N + x] * 255.0 - 3 * sy));
+        }
+    }
+    CU_ASSERT(worst <= 1.0);
+    if (worst > 1.0)
+        fprintf(stderr, "\n%s: rotation %d off by %.1f levels\n", name, ccw, worst);
+    video_close(v);
+}
+
+/* Phones store the picture as the sensor saw it and a matrix to turn it upright for display;
+ * the model must see what the viewer sees. */
+static void test_rotation_metadata_turns_the_picture_upright(void)
+{
+    vt_check_rotation(0, "rot0.mov");
+    vt_check_rotation(-90, "rot-90.mov");   /* shown turned clockwise, as most phones */
+    vt_check_rotation(90, "rot90.mov");
+    vt_check_rotation(180, "rot180.mov");
+}
+
 static void vt_check_open_fails(const char *path, int code, const char *text)
 {
     video_opts o = vt_opts(path, 0, 16, 16);
@@ -808,6 +937,69 @@ static void test_bad_options_are_rejected(void)
     video_close(NULL);
 }
 
+/* The live settings are checked before anything is opened, and name the uri and the value. */
+static void test_live_options_are_checked_before_opening(void)
+{
+    static const struct {
+        const char *uri, *transport, *pixel_format, *text;
+        int w, h;
+        double open_timeout, rate;
+    } cases[] = {
+        {"media/sage__example.avi", "tcp", NULL, "rtsp_transport 'tcp': expected tcp or udp, "
+         "on an rtsp:// uri", 0, 0, 0, 0},
+        {"rtsp://127.0.0.1:9/x", "sctp", NULL, "rtsp_transport 'sctp'", 0, 0, 0, 0},
+        {"media/sage__example.avi", NULL, NULL, "are for V4L2 devices (/dev/video*) only", 640,
+         480, 0, 0},
+        {"/dev/video9", NULL, "no-such-format", "pixel_format 'no-such-format': expected a "
+         "libav pixel format", 0, 0, 0, 0},
+        {"/dev/video9", NULL, NULL, "size 640x0", 640, 0, 0, 0},
+        {"/dev/video9", NULL, NULL, "rate must be in 0..1000, got -1", 0, 0, 0, -1},
+        {"rtsp://127.0.0.1:9/x", NULL, NULL, "open_timeout must be in 0..86400, got -1", 0, 0,
+         -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        video_opts o = vt_opts(cases[i].uri, 0, 16, 16);
+        o.rtsp_transport = cases[i].transport;
+        o.pixel_format = cases[i].pixel_format;
+        o.width = cases[i].w, o.height = cases[i].h;
+        o.open_timeout = cases[i].open_timeout, o.rate = cases[i].rate;
+        video_src *v = NULL;
+        cin_err err;
+        CU_ASSERT_EQUAL(video_open(&o, &v, &err), CIN_E_INVAL);
+        CU_ASSERT_EQUAL(strncmp(err.msg, cases[i].uri, strlen(cases[i].uri)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, cases[i].text));
+        if (!strstr(err.msg, cases[i].text))
+            fprintf(stderr, "\ncase %zu: %s\n", i, err.msg);
+    }
+}
+
+/* No camera here: a V4L2 uri with every device option goes to libavdevice's video4linux2
+ * demuxer, which finds no device and says so. */
+static void test_missing_v4l2_device_is_an_io_error_naming_it(void)
+{
+    video_opts o = vt_opts("/dev/video9", 0, 16, 16);
+    o.width = 640, o.height = 480, o.rate = 30, o.pixel_format = "yuyv422";
+    o.open_timeout = 2;
+    video_src *v = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL(video_open(&o, &v, &err), CIN_E_IO);
+    CU_ASSERT_PTR_NULL(v);
+    CU_ASSERT_STRING_EQUAL(err.msg, "/dev/video9: cannot open: No such file or directory");
+}
+
+static void test_network_uris_and_devices_are_live_files_are_not(void)
+{
+    const char *live[] = {"rtsp://cam/1", "udp://127.0.0.1:5000", "http://x/a.ts",
+                          "srt://h:1", "/dev/video0", "rtmp://h/app"};
+    const char *not_live[] = {"clip.mp4", "/tmp/clip.mp4", "file:///tmp/a.mp4",
+                              "dir/x://y", "-"};
+    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+        CU_ASSERT(video_uri_is_live(live[i]));
+    for (size_t i = 0; i < sizeof not_live / sizeof not_live[0]; i++)
+        CU_ASSERT(!video_uri_is_live(not_live[i]));
+    CU_ASSERT(video_uri_is_v4l2("/dev/video2") && !video_uri_is_v4l2("/dev/dri/card0"));
+}
+
 static void test_reading_past_the_end_keeps_returning_zero(void)
 {
     video_opts o = vt_opts("media/sage__example.webm", 0, 16, 16);
@@ -853,6 +1045,8 @@ int test_video_register(void)
         VT_TEST(test_sampling_at_the_source_rate_keeps_every_frame),
         VT_TEST(test_sampling_faster_than_the_source_never_duplicates),
         VT_TEST(test_timestamps_jumping_back_do_not_stall_sampling),
+        VT_TEST(test_resolution_change_mid_stream_rebuilds_the_scaler),
+        VT_TEST(test_rotation_metadata_turns_the_picture_upright),
         VT_TEST(test_missing_file_is_an_io_error_naming_it),
         VT_TEST(test_text_and_empty_files_are_decode_errors),
         VT_TEST(test_audio_only_file_has_no_video_stream),
@@ -860,6 +1054,9 @@ int test_video_register(void)
         VT_TEST(test_damaged_packets_are_skipped_and_decoding_continues),
         VT_TEST(test_bad_options_are_rejected),
         VT_TEST(test_reading_past_the_end_keeps_returning_zero),
+        VT_TEST(test_live_options_are_checked_before_opening),
+        VT_TEST(test_missing_v4l2_device_is_an_io_error_naming_it),
+        VT_TEST(test_network_uris_and_devices_are_live_files_are_not),
 #undef VT_TEST
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
