@@ -134,11 +134,13 @@ static void stem(x3d_ctx *x, int width, cin_node_list *l)
     cin_node_list_push(l, act(x, ACT_RELU));
 }
 
-static cin_node *squeeze_excite(x3d_ctx *x, int window)
+/* The reduced width follows the block's nominal inner width: a derived checkpoint prunes the
+ * channels around it, not it. */
+static cin_node *squeeze_excite(x3d_ctx *x, int window, int nominal)
 {
     static const tname fc1 = {"branch2.norm_b.1.block.0", "branch2.se.fc1"};
     static const tname fc2 = {"branch2.norm_b.1.block.2", "branch2.se.fc2"};
-    int c = x->dims.c, r = round_width(c, 0.0625);
+    int c = x->dims.c, r = round_width(nominal, 0.0625);
     int64_t s1[5] = {r, c, 1, 1, 1}, s2[5] = {c, r, 1, 1, 1}, b1[1] = {r}, b2[1] = {c};
     float *w1 = get(x, fc1, "weight", 5, s1), *bias1 = get(x, fc1, "bias", 1, b1);
     float *w2 = get(x, fc2, "weight", 5, s2), *bias2 = get(x, fc2, "bias", 1, b2);
@@ -155,7 +157,7 @@ static cin_node *squeeze_excite(x3d_ctx *x, int window)
 }
 
 typedef struct block_spec {
-    int inner, out, stride, se, se_window;
+    int inner, nominal_inner, out, stride, se, se_window;
 } block_spec;
 
 static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
@@ -172,7 +174,7 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     cin_node_list_push(&l, act(x, ACT_RELU));
     cin_node_list_push(&l, conv(x, conv_b, &b_bn, kernel(b->inner, b->inner, 3, 3, b->stride)));
     if (b->se)
-        cin_node_list_push(&l, squeeze_excite(x, b->se_window));
+        cin_node_list_push(&l, squeeze_excite(x, b->se_window, b->nominal_inner));
     cin_node_list_push(&l, act(x, ACT_SWISH));
     cin_node_list_push(&l, conv(x, c, &c_bn, kernel(b->out, 1, 1, 1, 1)));
     cin_node *n;
@@ -222,6 +224,32 @@ static void set_block_prefix(x3d_ctx *x, int stage, int block)
              block);
 }
 
+/* A checkpoint written by cin-derive (metadata cin.derive = "x3d-inner") may have pruned a
+ * block's inner width: take it from conv_a's weight, between 1 and the nominal width. Every
+ * other tensor is still read with the shape that width implies, so a wrong one is refused. */
+static void derived_inner(x3d_ctx *x, block_spec *b)
+{
+    const char *how = wsrc_meta(x->w, "cin.derive");
+    if (x->failed || !how || strcmp(how, "x3d-inner") != 0)
+        return;
+    int sf = x->layout == X3D_SLOWFAST, ndim;
+    char name[192];
+    int64_t shape[8];
+    snprintf(name, sizeof name, "%s%s.weight", x->prefix[sf], sf ? "branch2.a" : "branch2.conv_a");
+    if (wsrc_shape(x->w, name, &ndim, shape, x->err) != 0) {
+        x->failed = 1;
+        return;
+    }
+    if (ndim != 5 || shape[0] < 1 || shape[0] > b->inner) {
+        x->failed = 1;
+        cin_err_set(x->err, CIN_E_SHAPE, "%s: tensor '%s': %lld output channels in %d "
+                    "dimensions, expected 1 to %d in 5 (a derived inner width)", wsrc_name(x->w),
+                    name, ndim ? (long long)shape[0] : 0LL, ndim, b->inner);
+        return;
+    }
+    b->inner = (int)shape[0];
+}
+
 static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list *l)
 {
     static const int base_depth[4] = {1, 2, 5, 3};
@@ -231,7 +259,9 @@ static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list
         for (int i = 0; i < depth; i++) {
             block_spec b = {.inner = (int)(2.25 * out), .out = out, .stride = i ? 1 : 2,
                             .se = (i + 1) % 2, .se_window = se_window};
+            b.nominal_inner = b.inner;
             set_block_prefix(x, s + 1, i);
+            derived_inner(x, &b);
             cin_node_list_push(l, res_block(x, &b));
         }
     }
