@@ -1,0 +1,659 @@
+/* Structured pruning adapters fused into a smaller checkpoint (see derive.h): the per-layer
+ * arithmetic (fuse, norm masks), then X3D's channel couplings. Within a bottleneck, conv_a's
+ * output mask also slices its norm, the depthwise conv_b and its norm, the squeeze-excitation's
+ * channels (not its reduced width) and conv_c's inputs; nothing crosses a residual. */
+#include "derive.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+static int64_t taps_of(int ndim, const int64_t *shape)
+{
+    int64_t t = 1;
+    for (int d = 2; d < ndim; d++)
+        t *= shape[d];
+    return t;
+}
+
+/* Offset of the centre tap within one [taps...] kernel: index k / 2 in every dimension, which
+ * is the library's kernel_size[0] // 2 for the cubic odd kernels it accepts. */
+static int64_t centre_of(int ndim, const int64_t *shape)
+{
+    int64_t off = 0;
+    for (int d = 2; d < ndim; d++)
+        off = off * shape[d] + shape[d] / 2;
+    return off;
+}
+
+static int check_adapter(const char *name, const derive_adapter *a, int64_t out, int64_t in,
+                         int n_out, int n_in, cin_err *err)
+{
+    if (a->rows || a->cols) {
+        if (!a->rows || !a->cols)
+            return cin_err_set(err, CIN_E_NOTFOUND, "tensor '%s': SPLoRA needs both "
+                               "adapter.rows and adapter.cols, found one", name);
+        if (a->rows_in != in && a->rows_in != n_in)
+            return cin_err_set(err, CIN_E_SHAPE, "tensor '%s': adapter.rows has %d inputs, "
+                               "expected %lld (or %d kept)", name, a->rows_in, (long long)in,
+                               n_in);
+        if (a->cols_out != out && a->cols_out != n_out)
+            return cin_err_set(err, CIN_E_SHAPE, "tensor '%s': adapter.cols has %d outputs, "
+                               "expected %lld (or %d kept)", name, a->cols_out,
+                               (long long)out, n_out);
+    }
+    if (a->para && !((a->para_out == out && a->para_in == in) ||
+                     (a->para_out == n_out && a->para_in == n_in)))
+        return cin_err_set(err, CIN_E_SHAPE, "tensor '%s': SPPaRA adapter is [%d, %d], "
+                           "expected [%lld, %lld] (or [%d, %d] kept)", name, a->para_out,
+                           a->para_in, (long long)out, (long long)in, n_out, n_in);
+    return 0;
+}
+
+/* The adapter's value at kept output i and kept input j (full tensors are indexed through
+ * the keep lists, pre-sliced ones directly). */
+static double adapter_at(const derive_adapter *a, int64_t out, int64_t in, int64_t io,
+                         int64_t ii, int i, int j)
+{
+    double v = 0.0;
+    if (a->rows) {
+        int64_t o = a->cols_out == out ? io : i, k = a->rows_in == in ? ii : j;
+        for (int r = 0; r < a->rank; r++)
+            v += (double)a->cols[o * a->rank + r] * a->rows[r * a->rows_in + k];
+    }
+    if (a->para) {
+        int full = a->para_out == out && a->para_in == in;
+        v += a->para[(full ? io : i) * a->para_in + (full ? ii : j)];
+    }
+    return v;
+}
+
+int derive_fuse(const char *name, const float *w0, int ndim, const int64_t *shape,
+                const int *keep_out, int n_out, const int *keep_in, int n_in,
+                const derive_adapter *a, float *dst, cin_err *err)
+{
+    if (ndim < 2)
+        return cin_err_set(err, CIN_E_SHAPE, "tensor '%s': %d dimensions, expected a weight "
+                           "of 2 to 5", name, ndim);
+    int64_t out = shape[0], in = shape[1], taps = taps_of(ndim, shape);
+    int64_t centre = centre_of(ndim, shape);
+    n_out = keep_out ? n_out : (int)out;
+    n_in = keep_in ? n_in : (int)in;
+    int rc = a ? check_adapter(name, a, out, in, n_out, n_in, err) : 0;
+    if (rc)
+        return rc;
+    for (int i = 0; i < n_out; i++) {
+        int64_t io = keep_out ? keep_out[i] : i;
+        for (int j = 0; j < n_in; j++) {
+            int64_t ii = keep_in ? keep_in[j] : j;
+            const float *src = w0 + (io * in + ii) * taps;
+            float *d = dst + ((int64_t)i * n_in + j) * taps;
+            memcpy(d, src, sizeof(float) * (size_t)taps);
+            if (a)
+                d[centre] = (float)(src[centre] + adapter_at(a, out, in, io, ii, i, j));
+        }
+    }
+    return 0;
+}
+
+int derive_keep_count(int n, double ratio)
+{
+    int k = (int)lround(n * (1.0 - ratio));
+    return k < 1 ? 1 : k > n ? n : k;
+}
+
+void derive_norm_mask(const float *w, int out, int64_t per, derive_norm norm, int keep,
+                      float *mask01)
+{
+    double *score = malloc(sizeof(double) * (size_t)(out ? out : 1));
+    for (int o = 0; o < out; o++) {
+        double s = 0.0;
+        for (int64_t k = 0; k < per; k++) {
+            double v = w[o * per + k];
+            s += norm == DERIVE_L1 ? fabs(v) : v * v;
+        }
+        score[o] = norm == DERIVE_L1 ? s : sqrt(s);
+        mask01[o] = 0.0f;
+    }
+    /* keep by selection: each round takes the best not yet kept, the lower index on ties */
+    for (int n = 0; n < keep && score; n++) {
+        int best = -1;
+        for (int o = 0; o < out; o++)
+            if (mask01[o] == 0.0f && (best < 0 || score[o] > score[best]))
+                best = o;
+        mask01[best] = 1.0f;
+    }
+    free(score);
+}
+
+/* ---- X3D ---- */
+
+typedef enum role { ROLE_NONE, ROLE_OUT, ROLE_IN } role;
+
+typedef struct role_rule {
+    const char *rest; /* the name after "branch2."; a trailing '.' matches any leaf */
+    role r;
+} role_rule;
+
+static const role_rule pv_rules[] = {
+    {"conv_a.weight", ROLE_OUT}, {"norm_a.", ROLE_OUT}, {"conv_b.weight", ROLE_OUT},
+    {"norm_b.0.", ROLE_OUT}, {"norm_b.1.block.0.weight", ROLE_IN},
+    {"norm_b.1.block.2.", ROLE_OUT}, {"conv_c.weight", ROLE_IN}, {NULL, ROLE_NONE}};
+static const role_rule sf_rules[] = {
+    {"a.weight", ROLE_OUT}, {"a_bn.", ROLE_OUT}, {"b.weight", ROLE_OUT}, {"b_bn.", ROLE_OUT},
+    {"se.fc1.weight", ROLE_IN}, {"se.fc2.", ROLE_OUT}, {"c.weight", ROLE_IN},
+    {NULL, ROLE_NONE}};
+
+typedef struct block {
+    char prefix[96];   /* "...branch2." */
+    int inner;
+    int *keep, n_keep;
+} block;
+
+typedef struct dctx {
+    const derive_opts *o;
+    st_file *src, *adapters, *masks;
+    int slowfast;
+    block *blocks;
+    int n_blocks;
+    unsigned char *adapter_used;
+    st_out *outs;
+    int n_outs;
+    derive_stats stats;
+    cin_err *err;
+} dctx;
+
+static const char *conv_a_leaf(const dctx *c)
+{
+    return c->slowfast ? "a" : "conv_a";
+}
+
+/* The block holding name and the role of name in it; NULL outside bottlenecks. */
+static block *block_of(dctx *c, const char *name, role *r)
+{
+    *r = ROLE_NONE;
+    const char *b2 = strstr(name, "branch2.");
+    if (!b2)
+        return NULL;
+    size_t plen = (size_t)(b2 - name) + 8;
+    for (int i = 0; i < c->n_blocks; i++) {
+        if (strlen(c->blocks[i].prefix) != plen || strncmp(c->blocks[i].prefix, name, plen))
+            continue;
+        const char *rest = name + plen;
+        for (const role_rule *k = c->slowfast ? sf_rules : pv_rules; k->rest; k++) {
+            size_t n = strlen(k->rest);
+            int any = k->rest[n - 1] == '.';
+            if (any ? strncmp(rest, k->rest, n) == 0 : strcmp(rest, k->rest) == 0)
+                *r = k->r;
+        }
+        return &c->blocks[i];
+    }
+    return NULL;
+}
+
+static int find_blocks(dctx *c)
+{
+    char leaf[32];
+    snprintf(leaf, sizeof leaf, "branch2.%s.weight", conv_a_leaf(c));
+    int n = st_count(c->src);
+    c->blocks = calloc((size_t)n + 1, sizeof *c->blocks);
+    if (!c->blocks)
+        return cin_err_set(c->err, CIN_E_NOMEM, "%s: out of memory", c->o->source);
+    for (int i = 0; i < n; i++) {
+        st_info info;
+        st_info_at(c->src, i, &info);
+        size_t len = strlen(info.name), ll = strlen(leaf);
+        if (len < ll || strcmp(info.name + len - ll, leaf) || len - ll + 8 >= 96)
+            continue;
+        block *b = &c->blocks[c->n_blocks++];
+        memcpy(b->prefix, info.name, len - ll + 8);
+        b->inner = (int)info.shape[0];
+    }
+    if (c->n_blocks == 0)
+        return cin_err_set(c->err, CIN_E_NOTFOUND, "%s: no bottleneck found: no tensor named "
+                           "'*.%s', is it an X3D checkpoint?", c->o->source, leaf);
+    return 0;
+}
+
+/* Reads a whole F32 tensor of f into a new array. */
+static int read_all(st_file *f, const char *name, st_info *info, float **out, cin_err *err)
+{
+    int rc = st_find(f, name, info, err);
+    if (rc)
+        return rc;
+    *out = malloc(info->nbytes ? info->nbytes : 1);
+    if (!*out)
+        return cin_err_set(err, CIN_E_NOMEM, "%s: tensor '%s': out of memory", st_path(f),
+                           name);
+    rc = st_read_f32(f, name, -1, NULL, *out, err);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Index of the adapters' tensor `name`, or -1. */
+static int adapter_index(const dctx *c, const char *name)
+{
+    for (int i = 0; c->adapters && i < st_count(c->adapters); i++) {
+        st_info info;
+        st_info_at(c->adapters, i, &info);
+        if (strcmp(info.name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+typedef struct adapter_bufs {
+    float *rows, *cols, *para;
+} adapter_bufs;
+
+static void adapter_bufs_free(adapter_bufs *b)
+{
+    free(b->rows);
+    free(b->cols);
+    free(b->para);
+}
+
+/* Reads <layer>.adapter.rows [1, r, in] and .cols [1, out, r] if present. */
+static int load_splora(dctx *c, const char *layer, derive_adapter *a, adapter_bufs *b,
+                       int *found)
+{
+    char rn[192], cn[192];
+    snprintf(rn, sizeof rn, "%s.adapter.rows", layer);
+    snprintf(cn, sizeof cn, "%s.adapter.cols", layer);
+    int ir = adapter_index(c, rn), ic = adapter_index(c, cn);
+    st_info ri, ci;
+    if (ir >= 0 && read_all(c->adapters, rn, &ri, &b->rows, c->err))
+        return c->err ? c->err->code : CIN_E_IO;
+    if (ic >= 0 && read_all(c->adapters, cn, &ci, &b->cols, c->err))
+        return c->err ? c->err->code : CIN_E_IO;
+    if (ir >= 0 && (ri.ndim != 3 || ri.shape[0] != 1))
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': expected [1, rank, in]",
+                           c->o->adapters, rn);
+    if (ic >= 0 && (ci.ndim != 3 || ci.shape[0] != 1))
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': expected [1, out, rank]",
+                           c->o->adapters, cn);
+    if (ir >= 0 && ic >= 0 && ri.shape[1] != ci.shape[2])
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s' has rank %lld but '%s' has "
+                           "rank %lld", c->o->adapters, rn, (long long)ri.shape[1], cn,
+                           (long long)ci.shape[2]);
+    if (ir >= 0) {
+        a->rows = b->rows, a->rank = (int)ri.shape[1], a->rows_in = (int)ri.shape[2];
+        c->adapter_used[ir] = 1, *found = 1;
+    }
+    if (ic >= 0) {
+        a->cols = b->cols, a->cols_out = (int)ci.shape[1];
+        c->adapter_used[ic] = 1, *found = 1;
+    }
+    return 0;
+}
+
+/* The adapter of <layer> (SPLoRA, SPPaRA or both); *found = 0 when it has none. */
+static int load_adapter(dctx *c, const char *layer, derive_adapter *a, adapter_bufs *b,
+                        int *found)
+{
+    memset(a, 0, sizeof *a);
+    memset(b, 0, sizeof *b);
+    *found = 0;
+    if (!c->adapters)
+        return 0;
+    int rc = load_splora(c, layer, a, b, found);
+    if (rc)
+        return rc;
+    char pn[192];
+    snprintf(pn, sizeof pn, "%s.adapter", layer);
+    int ip = adapter_index(c, pn);
+    st_info pi;
+    if (ip < 0)
+        return 0;
+    if (read_all(c->adapters, pn, &pi, &b->para, c->err))
+        return c->err ? c->err->code : CIN_E_IO;
+    if (pi.ndim != 2)
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %d dimensions, expected "
+                           "[out, in/groups]", c->o->adapters, pn, pi.ndim);
+    a->para = b->para, a->para_out = (int)pi.shape[0], a->para_in = (int)pi.shape[1];
+    c->adapter_used[ip] = 1, *found = 1;
+    return 0;
+}
+
+/* conv_a's weight of block b with its adapter fused, unsliced: what the norms rank. */
+static int adapted_conv_a(dctx *c, const block *b, float **w, int64_t *per)
+{
+    char name[256], layer[192];
+    snprintf(layer, sizeof layer, "%s%s", b->prefix, conv_a_leaf(c));
+    snprintf(name, sizeof name, "%s.weight", layer);
+    st_info info;
+    float *w0;
+    int rc = read_all(c->src, name, &info, &w0, c->err);
+    if (rc)
+        return rc;
+    derive_adapter a;
+    adapter_bufs bufs;
+    int found;
+    rc = load_adapter(c, layer, &a, &bufs, &found);
+    *per = (int64_t)(info.nbytes / sizeof(float)) / info.shape[0];
+    *w = malloc(info.nbytes);
+    if (!rc && !*w)
+        rc = cin_err_set(c->err, CIN_E_NOMEM, "%s: out of memory", c->o->source);
+    if (!rc)
+        rc = derive_fuse(name, w0, info.ndim, info.shape, NULL, 0, NULL, 0,
+                         found ? &a : NULL, *w, c->err);
+    adapter_bufs_free(&bufs);
+    free(w0);
+    return rc;
+}
+
+static int set_keep(dctx *c, block *b, const float *mask01)
+{
+    b->keep = malloc(sizeof(int) * (size_t)b->inner);
+    if (!b->keep)
+        return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    b->n_keep = 0;
+    for (int i = 0; i < b->inner; i++)
+        if (mask01[i] != 0.0f)
+            b->keep[b->n_keep++] = i;
+    return 0;
+}
+
+static int compute_masks(dctx *c)
+{
+    for (int i = 0; i < c->n_blocks; i++) {
+        block *b = &c->blocks[i];
+        float *w, *mask = malloc(sizeof(float) * (size_t)b->inner);
+        int64_t per;
+        int rc = mask ? adapted_conv_a(c, b, &w, &per) : CIN_E_NOMEM;
+        if (rc) {
+            free(mask);
+            return rc == CIN_E_NOMEM && !mask ? cin_err_set(c->err, rc, "out of memory") : rc;
+        }
+        derive_norm_mask(w, b->inner, per, c->o->norm, derive_keep_count(b->inner,
+                         c->o->ratio), mask);
+        rc = set_keep(c, b, mask);
+        free(w);
+        free(mask);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The block whose mask is called name, or NULL. */
+static block *mask_block(dctx *c, const char *name)
+{
+    char want[192];
+    for (int i = 0; i < c->n_blocks; i++) {
+        snprintf(want, sizeof want, "%s%s.out_mask", c->blocks[i].prefix, conv_a_leaf(c));
+        if (strcmp(want, name) == 0)
+            return &c->blocks[i];
+    }
+    return NULL;
+}
+
+static int check_mask_values(dctx *c, const char *name, const float *m, int n)
+{
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (m[i] != 0.0f && m[i] != 1.0f)
+            return cin_err_set(c->err, CIN_E_FORMAT, "%s: tensor '%s': element %d is %g, "
+                               "expected 0 or 1", c->o->masks, name, i, m[i]);
+        kept += m[i] == 1.0f;
+    }
+    if (!kept)
+        return cin_err_set(c->err, CIN_E_FORMAT, "%s: tensor '%s': keeps no channel, expected "
+                           "at least one 1", c->o->masks, name);
+    return 0;
+}
+
+static int read_one_mask(dctx *c, int i)
+{
+    st_info info;
+    st_info_at(c->masks, i, &info);
+    block *b = mask_block(c, info.name);
+    if (!b)
+        return cin_err_set(c->err, CIN_E_UNSUPPORTED, "%s: tensor '%s': not a mask cin can "
+                           "apply; expected <block>.branch2.%s.out_mask (only the bottleneck "
+                           "inner width is pruned in this version)", c->o->masks, info.name,
+                           conv_a_leaf(c));
+    if (info.ndim != 1 || info.shape[0] != b->inner)
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %lld elements in %d "
+                           "dimensions, expected [%d] (the inner width of %s)", c->o->masks,
+                           info.name, info.ndim ? (long long)info.shape[0] : 1LL, info.ndim,
+                           b->inner, c->o->source);
+    float *m;
+    int rc = read_all(c->masks, info.name, &info, &m, c->err);
+    rc = rc ? rc : check_mask_values(c, info.name, m, b->inner);
+    rc = rc ? rc : set_keep(c, b, m);
+    free(m);
+    return rc;
+}
+
+static int read_masks(dctx *c)
+{
+    int rc = st_open(c->o->masks, &c->masks, c->err);
+    for (int i = 0; !rc && i < st_count(c->masks); i++)
+        rc = read_one_mask(c, i);
+    return rc;
+}
+
+static int push_out(dctx *c, const char *name, int ndim, const int64_t *shape, float *data)
+{
+    st_out *o = &c->outs[c->n_outs++];
+    o->name = strdup(name);
+    o->ndim = ndim;
+    memcpy(o->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    o->data = data;
+    if (!o->name)
+        return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    return 0;
+}
+
+/* A source tensor replaced by the adapters' tensor of the same name (a fine-tuned bias). */
+static int replacement(dctx *c, const st_info *src, float *data)
+{
+    int i = adapter_index(c, src->name);
+    if (i < 0)
+        return 0;
+    st_info info;
+    st_info_at(c->adapters, i, &info);
+    int same = info.ndim == src->ndim;
+    for (int d = 0; same && d < info.ndim; d++)
+        same = info.shape[d] == src->shape[d];
+    if (!same)
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': shape differs from the "
+                           "source's in %s", c->o->adapters, src->name, c->o->source);
+    c->adapter_used[i] = 1;
+    return st_read_f32(c->adapters, src->name, -1, NULL, data, c->err);
+}
+
+static int64_t numel_of(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    return n;
+}
+
+/* Slices (and fuses) one source tensor into the output list. */
+static int derive_tensor(dctx *c, const st_info *info)
+{
+    role r;
+    block *b = block_of(c, info->name, &r);
+    const int *ko = b && r == ROLE_OUT ? b->keep : NULL, *ki = b && r == ROLE_IN ? b->keep : NULL;
+    int64_t shape[ST_MAX_DIMS];
+    memcpy(shape, info->shape, sizeof shape);
+    if (ko)
+        shape[0] = b->n_keep;
+    if (ki)
+        shape[1] = b->n_keep;
+    float *w0, *dst = malloc(sizeof(float) * (size_t)(numel_of(info->ndim, shape) + 1));
+    st_info full;
+    int rc = dst ? read_all(c->src, info->name, &full, &w0, c->err)
+                 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    if (rc) {
+        free(dst);
+        return rc;
+    }
+    rc = replacement(c, info, w0);
+    size_t len = strlen(info->name);
+    int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 7, ".weight") == 0;
+    derive_adapter a;
+    adapter_bufs bufs = {0};
+    int found = 0;
+    if (!rc && is_weight) {
+        char layer[192];
+        snprintf(layer, sizeof layer, "%.*s", (int)(len - 7), info->name);
+        rc = load_adapter(c, layer, &a, &bufs, &found);
+    }
+    c->stats.adapted += found;
+    if (!rc && info->ndim >= 2)
+        rc = derive_fuse(info->name, w0, info->ndim, info->shape, ko, b ? b->n_keep : 0, ki,
+                         b ? b->n_keep : 0, found ? &a : NULL, dst, c->err);
+    else if (!rc)
+        for (int64_t i = 0; i < numel_of(info->ndim, shape); i++)
+            dst[i] = w0[ko ? ko[i] : i];
+    adapter_bufs_free(&bufs);
+    free(w0);
+    c->stats.params_before += numel_of(info->ndim, info->shape);
+    c->stats.params_after += numel_of(info->ndim, shape);
+    rc = rc ? rc : push_out(c, info->name, info->ndim, shape, dst);
+    if (rc && (c->n_outs == 0 || c->outs[c->n_outs - 1].data != dst))
+        free(dst);
+    return rc;
+}
+
+static int derive_all(dctx *c)
+{
+    int n = st_count(c->src);
+    c->outs = calloc((size_t)n + 1, sizeof *c->outs);
+    if (!c->outs)
+        return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        st_info info;
+        st_info_at(c->src, i, &info);
+        if (strstr(info.name, "num_batches_tracked"))
+            continue;
+        int rc = derive_tensor(c, &info);
+        if (rc)
+            return rc;
+    }
+    for (int i = 0; c->adapters && i < st_count(c->adapters); i++) {
+        st_info info;
+        st_info_at(c->adapters, i, &info);
+        if (!c->adapter_used[i])
+            return cin_err_set(c->err, CIN_E_UNSUPPORTED, "%s: tensor '%s': neither an adapter "
+                               "(<layer>.adapter.rows/.cols, <layer>.adapter) of a layer of %s "
+                               "nor one of its tensors", c->o->adapters, info.name,
+                               c->o->source);
+    }
+    return 0;
+}
+
+static int write_masks(dctx *c)
+{
+    st_out *t = calloc((size_t)c->n_blocks, sizeof *t);
+    char (*names)[192] = calloc((size_t)c->n_blocks, sizeof *names);
+    int rc = t && names ? 0 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int i = 0; !rc && i < c->n_blocks; i++) {
+        block *b = &c->blocks[i];
+        float *m = calloc((size_t)b->inner, sizeof *m);
+        if (!m) {
+            rc = cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+            break;
+        }
+        for (int k = 0; k < b->n_keep; k++)
+            m[b->keep[k]] = 1.0f;
+        snprintf(names[i], sizeof names[i], "%s%s.out_mask", b->prefix, conv_a_leaf(c));
+        t[i] = (st_out){.name = names[i], .ndim = 1, .shape = {b->inner}, .data = m};
+    }
+    const char *meta[] = {"cin.derive.masks", "x3d-inner", NULL};
+    rc = rc ? rc : st_write(c->o->write_masks, t, c->n_blocks, meta, c->err);
+    for (int i = 0; t && i < c->n_blocks; i++)
+        free((float *)t[i].data);
+    free(t);
+    free(names);
+    return rc;
+}
+
+static int open_inputs(dctx *c)
+{
+    const derive_opts *o = c->o;
+    if (!o->masks && !(o->ratio >= 0.0 && o->ratio < 1.0))
+        return cin_err_set(c->err, CIN_E_INVAL, "derive: ratio %g, expected 0 <= ratio < 1",
+                           o->ratio);
+    int rc = st_open(o->source, &c->src, c->err);
+    if (rc)
+        return rc;
+    c->slowfast = st_find(c->src, "s1.pathway0_stem.conv_xy.weight", NULL, NULL) == 0;
+    if (o->adapters && (rc = st_open(o->adapters, &c->adapters, c->err)) == 0) {
+        c->adapter_used = calloc((size_t)st_count(c->adapters) + 1, 1);
+        rc = c->adapter_used ? 0 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    }
+    return rc ? rc : find_blocks(c);
+}
+
+static void summarise(dctx *c)
+{
+    c->stats.blocks = c->n_blocks;
+    for (int i = 0; i < c->n_blocks; i++) {
+        c->stats.inner_before += c->blocks[i].inner;
+        c->stats.inner_after += c->blocks[i].n_keep;
+    }
+}
+
+static void dctx_free(dctx *c)
+{
+    for (int i = 0; i < c->n_outs; i++) {
+        free((char *)c->outs[i].name);
+        free((float *)c->outs[i].data);
+    }
+    free(c->outs);
+    for (int i = 0; i < c->n_blocks; i++)
+        free(c->blocks[i].keep);
+    free(c->blocks);
+    free(c->adapter_used);
+    st_close(c->src);
+    st_close(c->adapters);
+    st_close(c->masks);
+}
+
+/* Blocks the masks file did not name keep every channel. */
+static int keep_unnamed(dctx *c)
+{
+    for (int i = 0; i < c->n_blocks; i++) {
+        block *b = &c->blocks[i];
+        if (b->keep)
+            continue;
+        float *all = malloc(sizeof(float) * (size_t)b->inner);
+        for (int k = 0; all && k < b->inner; k++)
+            all[k] = 1.0f;
+        int rc = all ? set_keep(c, b, all) : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+        free(all);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
+{
+    cin_err_clear(err);
+    dctx c = {.o = o, .err = err};
+    int rc = open_inputs(&c);
+    if (!rc)
+        rc = o->masks ? read_masks(&c) : compute_masks(&c);
+    rc = rc ? rc : keep_unnamed(&c);
+    rc = rc ? rc : derive_all(&c);
+    const char *meta[] = {"format", "pt", "cin.derive", "x3d-inner", NULL};
+    rc = rc ? rc : st_write(o->out, c.outs, c.n_outs, meta, err);
+    rc = rc || !o->write_masks ? rc : write_masks(&c);
+    summarise(&c);
+    if (s)
+        *s = c.stats;
+    dctx_free(&c);
+    return rc;
+}
