@@ -156,8 +156,43 @@ static void dg_collect(void *user, const char *name, int ndim, const int64_t *sh
     memcpy(o->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
 
-/* Seeded X3D-XS weights under pytorchvideo's names, as the reference draws them. */
-static int dg_write_source(const char *path, uint64_t seed)
+/* The pytorchvideo name of SlowFast tensor sf from golden/x3d_names_xs.txt, or NULL. */
+static const char *dg_pv_name(const char *sf, char pv[128])
+{
+    char s[128], shape[64];
+    FILE *f = fopen("golden/x3d_names_xs.txt", "r");
+    int found = 0;
+    while (f && !found && fscanf(f, "%127s %127s %63s", pv, s, shape) == 3)
+        found = strcmp(s, sf) == 0;
+    if (f)
+        fclose(f);
+    return found ? pv : NULL;
+}
+
+/* Seeded values by the pytorchvideo name, as the reference draws them; SlowFast's extra
+ * shortcut norm is the identity. */
+static float *dg_fill(const st_out *o, x3d_layout layout, uint64_t seed)
+{
+    size_t numel = 1;
+    for (int d = 0; d < o->ndim; d++)
+        numel *= (size_t)o->shape[d];
+    float *v = malloc(sizeof(float) * numel);
+    char buf[128];
+    const char *pv = layout == X3D_SLOWFAST ? dg_pv_name(o->name, buf) : o->name;
+    double lo, hi;
+    if (pv) {
+        cin_seeded_range(pv, o->ndim, o->shape, &lo, &hi);
+        cin_seeded_fill(v, numel, seed, pv, lo, hi);
+        return v;
+    }
+    int one = strstr(o->name, ".weight") != NULL, var = strstr(o->name, "running_var") != NULL;
+    for (size_t i = 0; i < numel; i++)
+        v[i] = one ? 1.0f : var ? 1.0f - 1e-5f : 0.0f;
+    return v;
+}
+
+/* Seeded X3D-XS weights under one layout's names. */
+static int dg_write_layout(const char *path, x3d_layout layout, uint64_t seed)
 {
     static dg_ckpt c;
     c.n = 0;
@@ -165,19 +200,11 @@ static int dg_write_source(const char *path, uint64_t seed)
     x3d_opts o = {.size = "xs", .crop = 96, .pool_window = 4};
     cin_node *root = NULL;
     int clip;
-    int rc = x3d_build(&o, w, X3D_PYTORCHVIDEO, dg_collect, &c, &root, &clip, NULL);
+    int rc = x3d_build(&o, w, layout, dg_collect, &c, &root, &clip, NULL);
     cin_node_free(root);
     wsrc_close(w);
-    for (int i = 0; !rc && i < c.n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < c.t[i].ndim; d++)
-            numel *= (size_t)c.t[i].shape[d];
-        float *v = malloc(sizeof(float) * numel);
-        double lo, hi;
-        cin_seeded_range(c.t[i].name, c.t[i].ndim, c.t[i].shape, &lo, &hi);
-        cin_seeded_fill(v, numel, seed, c.t[i].name, lo, hi);
-        c.t[i].data = v;
-    }
+    for (int i = 0; !rc && i < c.n; i++)
+        c.t[i].data = dg_fill(&c.t[i], layout, seed);
     const char *meta[] = {"format", "pt", NULL};
     rc = rc ? rc : st_write(path, c.t, c.n, meta, NULL);
     for (int i = 0; i < c.n; i++) {
@@ -193,7 +220,7 @@ static const char *dg_source(void)
     static const char *path;
     if (!path) {
         path = tu_tmp_path("x3d_xs_seeded.safetensors");
-        CU_ASSERT_FATAL(dg_write_source(path, 1) == 0);
+        CU_ASSERT_FATAL(dg_write_layout(path, X3D_PYTORCHVIDEO, 1) == 0);
     }
     return path;
 }
@@ -287,6 +314,44 @@ static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
     st_close(g);
     cin_model_free(m);
     cin_model_free(src);
+}
+
+/* The two layouts derive to the same model: equal outputs step by step. */
+static void test_slowfast_names_derive_as_pytorchvideo_names(void)
+{
+    const char *sf = tu_tmp_path("x3d_xs_sf.safetensors");
+    CU_ASSERT_FATAL(dg_write_layout(sf, X3D_SLOWFAST, 1) == 0);
+    const char *out[2] = {tu_tmp_path("pv_l2.safetensors"), tu_tmp_path("sf_l2.safetensors")};
+    const char *src[2] = {dg_source(), sf};
+    cin_model *m[2];
+    cin_stream *s[2];
+    for (int k = 0; k < 2; k++) {
+        derive_opts o = {.source = src[k], .out = out[k], .ratio = 0.5, .norm = DERIVE_L2};
+        CU_ASSERT_FATAL(derive_x3d(&o, NULL, NULL) == 0);
+        m[k] = dg_load(out[k], NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m[k]);
+        CU_ASSERT_FATAL(cin_stream_create(m[k], &s[k], NULL) == 0);
+    }
+    cin_model_info i;
+    cin_model_get_info(m[0], &i);
+    size_t fsz = (size_t)3 * 96 * 96;
+    float *x = malloc(sizeof(float) * fsz), *y[2] = {malloc(sizeof(float) * i.out_size),
+                                                    malloc(sizeof(float) * i.out_size)};
+    double worst = 0.0;
+    for (int t = 0; t < i.delay + 4; t++) {
+        cin_seeded_fill(x, fsz, 3 + (uint64_t)t, "input", -1.0, 1.0);
+        int r0 = cin_stream_step(s[0], x, y[0]), r1 = cin_stream_step(s[1], x, y[1]);
+        CU_ASSERT_EQUAL(r0, r1);
+        double e = r0 == 1 ? tu_rel_err(y[1], y[0], i.out_size) : 0.0;
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(worst <= 1e-6);
+    for (int k = 0; k < 2; k++) {
+        cin_stream_free(s[k]);
+        cin_model_free(m[k]);
+        free(y[k]);
+    }
+    free(x);
 }
 
 /* ---- cin-derive and bad input ---- */
@@ -427,6 +492,7 @@ int test_derive_register(void)
         DG_T(test_splora_and_sppara_fuse_as_the_reference_for_linear_and_conv3d),
         DG_T(test_l1_and_l2_masks_equal_the_reference),
         DG_T(test_derived_x3d_xs_steps_equal_the_pruned_reference),
+        DG_T(test_slowfast_names_derive_as_pytorchvideo_names),
         DG_T(test_cin_derive_with_given_masks_gives_the_reference_model),
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
         DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
