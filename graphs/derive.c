@@ -1,7 +1,9 @@
 /* Structured pruning adapters fused into a smaller checkpoint (see derive.h): the per-layer
  * arithmetic (fuse, norm masks), then X3D's channel couplings. Within a bottleneck, conv_a's
  * output mask also slices its norm, the depthwise conv_b and its norm, the squeeze-excitation's
- * channels (not its reduced width) and conv_c's inputs; nothing crosses a residual. */
+ * channels (not its reduced width) and conv_c's inputs. A stage's output mask is shared by all
+ * its blocks' conv_c and its shortcut (the residuals add them channel by channel) and slices
+ * the inputs of the next stage's first block, or of the head. */
 #include "derive.h"
 
 #include <math.h>
@@ -131,27 +133,50 @@ void derive_norm_mask(const float *w, int out, int64_t per, derive_norm norm, in
 
 /* ---- X3D ---- */
 
-typedef enum role { ROLE_NONE, ROLE_OUT, ROLE_IN } role;
+/* Which channels of a tensor's dimension survive: all, the block's inner mask, its stage's
+ * output mask, the mask of the block's input (the previous stage's for block 0), or the
+ * previous stage's. */
+typedef enum chan { CH_ALL, CH_INNER, CH_STAGE, CH_BLOCK_IN, CH_PREV } chan;
 
 typedef struct role_rule {
-    const char *rest; /* the name after "branch2."; a trailing '.' matches any leaf */
-    role r;
+    const char *rest; /* the name after the block's prefix; a trailing '.' matches any leaf */
+    chan out, in;
 } role_rule;
 
 static const role_rule pv_rules[] = {
-    {"conv_a.weight", ROLE_OUT}, {"norm_a.", ROLE_OUT}, {"conv_b.weight", ROLE_OUT},
-    {"norm_b.0.", ROLE_OUT}, {"norm_b.1.block.0.weight", ROLE_IN},
-    {"norm_b.1.block.2.", ROLE_OUT}, {"conv_c.weight", ROLE_IN}, {NULL, ROLE_NONE}};
+    {"branch2.conv_a.weight", CH_INNER, CH_BLOCK_IN}, {"branch2.norm_a.", CH_INNER, CH_ALL},
+    {"branch2.conv_b.weight", CH_INNER, CH_ALL}, {"branch2.norm_b.0.", CH_INNER, CH_ALL},
+    {"branch2.norm_b.1.block.0.weight", CH_ALL, CH_INNER},
+    {"branch2.norm_b.1.block.2.", CH_INNER, CH_ALL}, {"branch2.conv_c.weight", CH_STAGE, CH_INNER},
+    {"branch2.norm_c.", CH_STAGE, CH_ALL}, {"branch1_conv.weight", CH_STAGE, CH_PREV},
+    {"branch1_norm.", CH_STAGE, CH_ALL}, {NULL, CH_ALL, CH_ALL}};
 static const role_rule sf_rules[] = {
-    {"a.weight", ROLE_OUT}, {"a_bn.", ROLE_OUT}, {"b.weight", ROLE_OUT}, {"b_bn.", ROLE_OUT},
-    {"se.fc1.weight", ROLE_IN}, {"se.fc2.", ROLE_OUT}, {"c.weight", ROLE_IN},
-    {NULL, ROLE_NONE}};
+    {"branch2.a.weight", CH_INNER, CH_BLOCK_IN}, {"branch2.a_bn.", CH_INNER, CH_ALL},
+    {"branch2.b.weight", CH_INNER, CH_ALL}, {"branch2.b_bn.", CH_INNER, CH_ALL},
+    {"branch2.se.fc1.weight", CH_ALL, CH_INNER}, {"branch2.se.fc2.", CH_INNER, CH_ALL},
+    {"branch2.c.weight", CH_STAGE, CH_INNER}, {"branch2.c_bn.", CH_STAGE, CH_ALL},
+    {"branch1.weight", CH_STAGE, CH_PREV}, {"branch1_bn.", CH_STAGE, CH_ALL},
+    {NULL, CH_ALL, CH_ALL}};
+
+/* Kept channel indices; keep == NULL: all n. */
+typedef struct chmask {
+    int *keep, n;
+} chmask;
 
 typedef struct block {
     char prefix[96];   /* "...branch2." */
+    int base_len;      /* the length of the block's own prefix, before "branch2." */
+    int stage, index;  /* 1..4, from 0 */
     int inner;
-    int *keep, n_keep;
+    int *keep, n_keep; /* the inner mask */
 } block;
+
+/* A stage's output mask, tied across its residuals, and the mask tensor that first gave it. */
+typedef struct stage_mask {
+    int width;
+    chmask m;
+    char given_by[192];
+} stage_mask;
 
 typedef struct dctx {
     const derive_opts *o;
@@ -159,6 +184,8 @@ typedef struct dctx {
     int slowfast;
     block *blocks;
     int n_blocks;
+    stage_mask stages[5]; /* [0]: the stem, never pruned */
+    int stage_pruned;
     unsigned char *adapter_used;
     st_out *outs;
     int n_outs;
@@ -171,27 +198,80 @@ static const char *conv_a_leaf(const dctx *c)
     return c->slowfast ? "a" : "conv_a";
 }
 
-/* The block holding name and the role of name in it; NULL outside bottlenecks. */
-static block *block_of(dctx *c, const char *name, role *r)
+static int rule_matches(const char *rest, const char *rule)
 {
-    *r = ROLE_NONE;
-    const char *b2 = strstr(name, "branch2.");
-    if (!b2)
-        return NULL;
-    size_t plen = (size_t)(b2 - name) + 8;
-    for (int i = 0; i < c->n_blocks; i++) {
-        if (strlen(c->blocks[i].prefix) != plen || strncmp(c->blocks[i].prefix, name, plen))
-            continue;
-        const char *rest = name + plen;
-        for (const role_rule *k = c->slowfast ? sf_rules : pv_rules; k->rest; k++) {
-            size_t n = strlen(k->rest);
-            int any = k->rest[n - 1] == '.';
-            if (any ? strncmp(rest, k->rest, n) == 0 : strcmp(rest, k->rest) == 0)
-                *r = k->r;
-        }
-        return &c->blocks[i];
+    size_t n = strlen(rule);
+    return rule[n - 1] == '.' ? strncmp(rest, rule, n) == 0 : strcmp(rest, rule) == 0;
+}
+
+static chmask chan_mask(const dctx *c, const block *b, chan ch)
+{
+    chmask all = {NULL, 0};
+    int prev = b->stage - 1;
+    switch (ch) {
+    case CH_INNER:
+        return (chmask){b->keep, b->n_keep};
+    case CH_STAGE:
+        return c->stages[b->stage].m;
+    case CH_BLOCK_IN:
+        return c->stages[b->index ? b->stage : prev].m;
+    case CH_PREV:
+        return c->stages[prev].m;
+    default:
+        return all;
     }
-    return NULL;
+}
+
+/* The kept outputs and inputs of tensor name (keep NULL: all): the bottleneck and shortcut
+ * couplings, and the head's first convolution reading stage 4. */
+static void slices_of(const dctx *c, const char *name, chmask *out, chmask *in)
+{
+    *out = *in = (chmask){NULL, 0};
+    if (strcmp(name, c->slowfast ? "head.conv_5.weight" : "blocks.5.pool.pre_conv.weight") == 0) {
+        *in = c->stages[4].m;
+        return;
+    }
+    for (int i = 0; i < c->n_blocks; i++) {
+        const block *b = &c->blocks[i];
+        if (strncmp(b->prefix, name, (size_t)b->base_len) != 0)
+            continue;
+        for (const role_rule *k = c->slowfast ? sf_rules : pv_rules; k->rest; k++) {
+            if (!rule_matches(name + b->base_len, k->rest))
+                continue;
+            *out = chan_mask(c, b, k->out);
+            *in = chan_mask(c, b, k->in);
+            return;
+        }
+    }
+}
+
+/* Stage and block index of a block prefix, in either layout. */
+static int parse_block(const dctx *c, block *b)
+{
+    int s = 0, k = -1, ok;
+    if (c->slowfast)
+        ok = sscanf(b->prefix, "s%d.pathway0_res%d.", &s, &k) == 2 && s-- >= 2;
+    else
+        ok = sscanf(b->prefix, "blocks.%d.res_blocks.%d.", &s, &k) == 2;
+    if (!ok || s < 1 || s > 4 || k < 0)
+        return cin_err_set(c->err, CIN_E_FORMAT, "%s: tensor '%sweight': not in a stage 1 to 4 "
+                           "of X3D", c->o->source, b->prefix);
+    b->stage = s;
+    b->index = k;
+    return 0;
+}
+
+/* A stage's width: its conv_c's output channels. */
+static int stage_width(dctx *c, const block *b)
+{
+    char name[192];
+    st_info info;
+    snprintf(name, sizeof name, "%s%s.weight", b->prefix, c->slowfast ? "c" : "conv_c");
+    int rc = st_find(c->src, name, &info, c->err);
+    if (rc)
+        return rc;
+    c->stages[b->stage].width = (int)info.shape[0];
+    return 0;
 }
 
 static int find_blocks(dctx *c)
@@ -210,7 +290,12 @@ static int find_blocks(dctx *c)
             continue;
         block *b = &c->blocks[c->n_blocks++];
         memcpy(b->prefix, info.name, len - ll + 8);
+        b->base_len = (int)(len - ll);
         b->inner = (int)info.shape[0];
+        int rc = parse_block(c, b);
+        rc = rc ? rc : stage_width(c, b);
+        if (rc)
+            return rc;
     }
     if (c->n_blocks == 0)
         return cin_err_set(c->err, CIN_E_NOTFOUND, "%s: no bottleneck found: no tensor named "
@@ -409,16 +494,82 @@ static int check_mask_values(dctx *c, const char *name, const float *m, int n)
     return 0;
 }
 
+/* The names of a block's stage-output masks: its conv_c's and, for block 0, its shortcut's. */
+static void stage_mask_names(const dctx *c, const block *b, char conv_c[192], char sc[192])
+{
+    snprintf(conv_c, 192, "%s%s.out_mask", b->prefix, c->slowfast ? "c" : "conv_c");
+    snprintf(sc, 192, "%.*s%s.out_mask", b->base_len, b->prefix,
+             c->slowfast ? "branch1" : "branch1_conv");
+}
+
+static block *stage_mask_block(dctx *c, const char *name)
+{
+    char a[192], b[192];
+    for (int i = 0; i < c->n_blocks; i++) {
+        stage_mask_names(c, &c->blocks[i], a, b);
+        if (strcmp(a, name) == 0 || (c->blocks[i].index == 0 && strcmp(b, name) == 0))
+            return &c->blocks[i];
+    }
+    return NULL;
+}
+
+/* A stage's output mask; every mask given for one stage must be the same, since the
+ * residual connections add their channels one to one. */
+static int read_stage_mask(dctx *c, const block *b, const st_info *info, const float *m)
+{
+    stage_mask *s = &c->stages[b->stage];
+    if (!s->m.keep) {
+        snprintf(s->given_by, sizeof s->given_by, "%s", info->name);
+        s->m.keep = malloc(sizeof(int) * (size_t)s->width);
+        if (!s->m.keep)
+            return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+        for (int k = 0; k < s->width; k++)
+            if (m[k] != 0.0f)
+                s->m.keep[s->m.n++] = k;
+        c->stage_pruned = 1;
+        return 0;
+    }
+    int n = 0, same = 1;
+    for (int k = 0; k < s->width && same; k++)
+        if (m[k] != 0.0f)
+            same = n < s->m.n && s->m.keep[n++] == k;
+    if (same && n == s->m.n)
+        return 0;
+    return cin_err_set(c->err, CIN_E_FORMAT, "%s: tensors '%s' and '%s' disagree, expected the "
+                       "same mask: stage %d's blocks and shortcut are added channel by channel",
+                       c->o->masks, s->given_by, info->name, b->stage);
+}
+
+static int read_one_stage_mask(dctx *c, const block *b, st_info *info)
+{
+    int w = c->stages[b->stage].width;
+    if (info->ndim != 1 || info->shape[0] != w)
+        return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %lld elements in %d "
+                           "dimensions, expected [%d] (the output width of stage %d)",
+                           c->o->masks, info->name, info->ndim ? (long long)info->shape[0] : 1LL,
+                           info->ndim, w, b->stage);
+    float *m;
+    int rc = read_all(c->masks, info->name, info, &m, c->err);
+    rc = rc ? rc : check_mask_values(c, info->name, m, w);
+    rc = rc ? rc : read_stage_mask(c, b, info, m);
+    free(m);
+    return rc;
+}
+
 static int read_one_mask(dctx *c, int i)
 {
     st_info info;
     st_info_at(c->masks, i, &info);
-    block *b = mask_block(c, info.name);
+    block *b = mask_block(c, info.name), *sb = b ? NULL : stage_mask_block(c, info.name);
+    if (sb)
+        return read_one_stage_mask(c, sb, &info);
     if (!b)
         return cin_err_set(c->err, CIN_E_UNSUPPORTED, "%s: tensor '%s': not a mask cin can "
-                           "apply; expected <block>.branch2.%s.out_mask (only the bottleneck "
-                           "inner width is pruned in this version)", c->o->masks, info.name,
-                           conv_a_leaf(c));
+                           "apply; expected <block>.branch2.%s.out_mask (a block's inner "
+                           "width), <block>.branch2.%s.out_mask or the first block's "
+                           "%s.out_mask (a stage's output)", c->o->masks, info.name,
+                           conv_a_leaf(c), c->slowfast ? "c" : "conv_c",
+                           c->slowfast ? "branch1" : "branch1_conv");
     if (info.ndim != 1 || info.shape[0] != b->inner)
         return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %lld elements in %d "
                            "dimensions, expected [%d] (the inner width of %s)", c->o->masks,
@@ -478,18 +629,43 @@ static int64_t numel_of(int ndim, const int64_t *shape)
     return n;
 }
 
+/* Fuses w0's adapter, if any, and slices it into dst. */
+static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, chmask i,
+                       float *dst)
+{
+    size_t len = strlen(info->name);
+    int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 7, ".weight") == 0;
+    derive_adapter a;
+    adapter_bufs bufs = {0};
+    int found = 0, rc = 0;
+    if (is_weight) {
+        char layer[192];
+        snprintf(layer, sizeof layer, "%.*s", (int)(len - 7), info->name);
+        rc = load_adapter(c, layer, &a, &bufs, &found);
+    }
+    c->stats.adapted += found;
+    if (!rc && info->ndim >= 2)
+        rc = derive_fuse(info->name, w0, info->ndim, info->shape, o.keep, o.n, i.keep, i.n,
+                         found ? &a : NULL, dst, c->err);
+    else if (!rc)
+        for (int64_t k = 0; k < numel_of(info->ndim, info->shape); k++)
+            if (!o.keep || k < o.n)
+                dst[k] = w0[o.keep ? o.keep[k] : k];
+    adapter_bufs_free(&bufs);
+    return rc;
+}
+
 /* Slices (and fuses) one source tensor into the output list. */
 static int derive_tensor(dctx *c, const st_info *info)
 {
-    role r;
-    block *b = block_of(c, info->name, &r);
-    const int *ko = b && r == ROLE_OUT ? b->keep : NULL, *ki = b && r == ROLE_IN ? b->keep : NULL;
+    chmask o, i;
+    slices_of(c, info->name, &o, &i);
     int64_t shape[ST_MAX_DIMS];
     memcpy(shape, info->shape, sizeof shape);
-    if (ko)
-        shape[0] = b->n_keep;
-    if (ki)
-        shape[1] = b->n_keep;
+    if (o.keep)
+        shape[0] = o.n;
+    if (i.keep && info->ndim >= 2)
+        shape[1] = i.n;
     float *w0, *dst = malloc(sizeof(float) * (size_t)(numel_of(info->ndim, shape) + 1));
     st_info full;
     int rc = dst ? read_all(c->src, info->name, &full, &w0, c->err)
@@ -499,24 +675,7 @@ static int derive_tensor(dctx *c, const st_info *info)
         return rc;
     }
     rc = replacement(c, info, w0);
-    size_t len = strlen(info->name);
-    int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 7, ".weight") == 0;
-    derive_adapter a;
-    adapter_bufs bufs = {0};
-    int found = 0;
-    if (!rc && is_weight) {
-        char layer[192];
-        snprintf(layer, sizeof layer, "%.*s", (int)(len - 7), info->name);
-        rc = load_adapter(c, layer, &a, &bufs, &found);
-    }
-    c->stats.adapted += found;
-    if (!rc && info->ndim >= 2)
-        rc = derive_fuse(info->name, w0, info->ndim, info->shape, ko, b ? b->n_keep : 0, ki,
-                         b ? b->n_keep : 0, found ? &a : NULL, dst, c->err);
-    else if (!rc)
-        for (int64_t i = 0; i < numel_of(info->ndim, shape); i++)
-            dst[i] = w0[ko ? ko[i] : i];
-    adapter_bufs_free(&bufs);
+    rc = rc ? rc : fuse_tensor(c, info, w0, o, i, dst);
     free(w0);
     c->stats.params_before += numel_of(info->ndim, info->shape);
     c->stats.params_after += numel_of(info->ndim, shape);
@@ -553,26 +712,51 @@ static int derive_all(dctx *c)
     return 0;
 }
 
+/* Mask i of the file written: the inner masks, then (when stages are pruned) every block's
+ * conv_c mask and the shortcuts'. */
+static float *mask_values(const dctx *c, int i, char name[192], int *n)
+{
+    const block *b = &c->blocks[i % c->n_blocks];
+    char other[192];
+    chmask m = {b->keep, b->n_keep};
+    *n = b->inner;
+    if (i < c->n_blocks) {
+        snprintf(name, 192, "%s%s.out_mask", b->prefix, conv_a_leaf(c));
+    } else {
+        m = c->stages[b->stage].m;
+        *n = c->stages[b->stage].width;
+        if (i < 2 * c->n_blocks)
+            stage_mask_names(c, b, name, other);
+        else
+            stage_mask_names(c, b, other, name);
+    }
+    float *v = calloc((size_t)*n, sizeof *v);
+    for (int k = 0; v && k < (m.keep ? m.n : *n); k++)
+        v[m.keep ? m.keep[k] : k] = 1.0f;
+    return v;
+}
+
 static int write_masks(dctx *c)
 {
-    st_out *t = calloc((size_t)c->n_blocks, sizeof *t);
-    char (*names)[192] = calloc((size_t)c->n_blocks, sizeof *names);
-    int rc = t && names ? 0 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
-    for (int i = 0; !rc && i < c->n_blocks; i++) {
-        block *b = &c->blocks[i];
-        float *m = calloc((size_t)b->inner, sizeof *m);
-        if (!m) {
+    int total = c->stage_pruned ? 3 * c->n_blocks : c->n_blocks, n = 0, rc = 0;
+    st_out *t = calloc((size_t)total, sizeof *t);
+    char (*names)[192] = calloc((size_t)total, sizeof *names);
+    if (!t || !names)
+        rc = cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int i = 0; !rc && i < total; i++) {
+        if (i >= 2 * c->n_blocks && c->blocks[i % c->n_blocks].index != 0)
+            continue;
+        int len;
+        float *v = mask_values(c, i, names[n], &len);
+        if (!v)
             rc = cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
-            break;
-        }
-        for (int k = 0; k < b->n_keep; k++)
-            m[b->keep[k]] = 1.0f;
-        snprintf(names[i], sizeof names[i], "%s%s.out_mask", b->prefix, conv_a_leaf(c));
-        t[i] = (st_out){.name = names[i], .ndim = 1, .shape = {b->inner}, .data = m};
+        t[n] = (st_out){.name = names[n], .ndim = 1, .shape = {len}, .data = v};
+        n += v != NULL;
     }
-    const char *meta[] = {"cin.derive.masks", "x3d-inner", NULL};
-    rc = rc ? rc : st_write(c->o->write_masks, t, c->n_blocks, meta, c->err);
-    for (int i = 0; t && i < c->n_blocks; i++)
+    const char *meta[] = {"cin.derive.masks", c->stage_pruned ? "x3d-stages" : "x3d-inner",
+                          NULL};
+    rc = rc ? rc : st_write(c->o->write_masks, t, n, meta, c->err);
+    for (int i = 0; t && i < n; i++)
         free((float *)t[i].data);
     free(t);
     free(names);
@@ -614,6 +798,8 @@ static void dctx_free(dctx *c)
     free(c->outs);
     for (int i = 0; i < c->n_blocks; i++)
         free(c->blocks[i].keep);
+    for (int s = 0; s < 5; s++)
+        free(c->stages[s].m.keep);
     free(c->blocks);
     free(c->adapter_used);
     st_close(c->src);
@@ -648,7 +834,8 @@ int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
         rc = o->masks ? read_masks(&c) : compute_masks(&c);
     rc = rc ? rc : keep_unnamed(&c);
     rc = rc ? rc : derive_all(&c);
-    const char *meta[] = {"format", "pt", "cin.derive", "x3d-inner", NULL};
+    const char *meta[] = {"format", "pt", "cin.derive", c.stage_pruned ? "x3d-stages" : "x3d-inner",
+                          NULL};
     rc = rc ? rc : st_write(o->out, c.outs, c.n_outs, meta, err);
     rc = rc || !o->write_masks ? rc : write_masks(&c);
     summarise(&c);

@@ -3,8 +3,8 @@
  * channel masks and adapter weights, fused here into one smaller checkpoint,
  *     W_task = (W0 + adapter at the kernel's centre tap)[m_out][:, m_in],
  * SPLoRA's adapter being cols @ rows (rank r) and SPPaRA's a full pointwise matrix. This phase
- * prunes X3D's bottleneck inner width only (see docs/derive.md). `cin-derive`
- * (graphs/cin_derive.c) drives it.
+ * derives X3D only: bottleneck inner widths (masks given or computed) and stage output widths
+ * (masks given), see docs/derive.md. `cin-derive` (graphs/cin_derive.c) drives it.
  *
  *     derive_opts o = {.source = "x3d_s.safetensors", .ratio = 0.5, .norm = DERIVE_L1,
  *                      .out = "derived.safetensors"};
@@ -68,12 +68,15 @@ typedef struct derive_stats {
     int adapted;              /* layers with an adapter fused */
 } derive_stats;
 
-/* Writes the derived X3D to o->out, with metadata cin.derive = "x3d-inner" (which lets the X3D
- * builder take each block's inner width from the file). Masks are named
- * <block>.branch2.conv_a.out_mask (SlowFast: <block>.branch2.a.out_mask), 0/1 floats of the
- * inner width; adapters <layer>.adapter.rows / .adapter.cols (SPLoRA) or <layer>.adapter
- * (SPPaRA), and a tensor named as a source tensor replaces it (a fine-tuned bias or norm). Any
- * other name is refused, naming it. s may be NULL. */
+/* Writes the derived X3D to o->out, with metadata cin.derive = "x3d-inner", or "x3d-stages"
+ * when stage outputs are pruned (which lets the X3D builder take the widths from the file).
+ * Masks are 0/1 floats: <block>.branch2.conv_a.out_mask (SlowFast: <block>.branch2.a.out_mask)
+ * of the inner width; <block>.branch2.conv_c.out_mask or <first block>.branch1_conv.out_mask
+ * (SlowFast: .branch2.c., .branch1.) of the stage's width, which must all agree within a stage
+ * (CIN_E_FORMAT names two that do not). Computed masks prune inner widths only. Adapters:
+ * <layer>.adapter.rows / .adapter.cols (SPLoRA) or <layer>.adapter (SPPaRA), and a tensor
+ * named as a source tensor replaces it (a fine-tuned bias or norm). Any other name is
+ * refused, naming it. s may be NULL. */
 int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err);
 
 #endif

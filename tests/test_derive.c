@@ -265,6 +265,25 @@ static double dg_steps_error(cin_model *m, st_file *g)
     return j ? worst : 1.0;
 }
 
+/* Each mask of golden a equals the one of the same name in b. */
+static void dg_masks_equal(const char *a, const char *b)
+{
+    st_file *g, *mine;
+    CU_ASSERT_FATAL(st_open(a, &g, NULL) == 0);
+    CU_ASSERT_FATAL(st_open(b, &mine, NULL) == 0);
+    CU_ASSERT_EQUAL(st_count(mine), st_count(g));
+    for (int i = 0; i < st_count(g); i++) {
+        st_info gi, mi;
+        st_info_at(g, i, &gi);
+        float *x = dg_get(g, gi.name, &gi), *y = dg_get(mine, gi.name, &mi);
+        CU_ASSERT(gi.nbytes == mi.nbytes && memcmp(x, y, gi.nbytes) == 0);
+        free(x);
+        free(y);
+    }
+    st_close(mine);
+    st_close(g);
+}
+
 static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
 {
     const char *out = tu_tmp_path("derived_xs.safetensors");
@@ -281,20 +300,7 @@ static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
     CU_ASSERT_EQUAL(s.inner_after * 2, s.inner_before);
     CU_ASSERT(s.params_after < s.params_before);
 
-    st_file *g, *mine;
-    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_masks.safetensors", &g, NULL) == 0);
-    CU_ASSERT_FATAL(st_open(masks, &mine, NULL) == 0);
-    CU_ASSERT_EQUAL(st_count(mine), st_count(g));
-    for (int i = 0; i < st_count(g); i++) {
-        st_info gi, mi;
-        st_info_at(g, i, &gi);
-        float *a = dg_get(g, gi.name, &gi), *b = dg_get(mine, gi.name, &mi);
-        CU_ASSERT(gi.nbytes == mi.nbytes && memcmp(a, b, gi.nbytes) == 0);
-        free(a);
-        free(b);
-    }
-    st_close(mine);
-    st_close(g);
+    dg_masks_equal(DG "derive_x3d_xs_masks.safetensors", masks);
 
     cin_model *src = dg_load(dg_source(), NULL), *m = dg_load(out, &err);
     if (!m)
@@ -306,6 +312,7 @@ static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
     cin_model_get_info(m, &di);
     CU_ASSERT(di.state_bytes < si.state_bytes);
     CU_ASSERT(di.macs_step < si.macs_step);
+    st_file *g;
     CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_steps.safetensors", &g, NULL) == 0);
     double e = dg_steps_error(m, g);
     if (e > TOL)
@@ -314,6 +321,40 @@ static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
     st_close(g);
     cin_model_free(m);
     cin_model_free(src);
+}
+
+static void test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference(void)
+{
+    const char *out = tu_tmp_path("derived_stages.safetensors");
+    const char *masks = tu_tmp_path("derived_stages_masks.safetensors");
+    derive_opts o = {.source = dg_source(), .masks = DG "derive_x3d_xs_stage_masks.safetensors",
+                     .adapters = DG "derive_x3d_xs_adapters.safetensors", .out = out,
+                     .write_masks = masks};
+    cin_err err = {0};
+    int rc = derive_x3d(&o, NULL, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    dg_masks_equal(DG "derive_x3d_xs_stage_masks.safetensors", masks);
+    cin_model *inner = dg_load(tu_tmp_path("derived_xs.safetensors"), NULL);
+    cin_model *m = dg_load(out, &err);
+    if (!m)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(inner);
+    cin_model_info ii, di;
+    cin_model_get_info(inner, &ii);
+    cin_model_get_info(m, &di);
+    CU_ASSERT(di.state_bytes < ii.state_bytes);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_stage_steps.safetensors", &g, NULL) == 0);
+    double e = dg_steps_error(m, g);
+    if (e > TOL)
+        fprintf(stderr, "\n  derived x3d-xs, stages pruned: rel err %.3g\n", e);
+    CU_ASSERT(e <= TOL);
+    st_close(g);
+    cin_model_free(m);
+    cin_model_free(inner);
 }
 
 /* The two layouts derive to the same model: equal outputs step by step. */
@@ -430,8 +471,8 @@ static void test_bad_masks_and_adapters_are_refused_naming_the_tensor(void)
     v[3] = 0.5f;
     dg_write_one(p, name, 1, (int64_t[]){108}, v);
     dg_expect(p, NULL, CIN_E_FORMAT, name, "expected 0 or 1");
-    dg_write_one(p, "blocks.2.res_blocks.1.branch2.conv_c.out_mask", 1, (int64_t[]){48}, v);
-    dg_expect(p, NULL, CIN_E_UNSUPPORTED, "conv_c.out_mask", "inner width");
+    dg_write_one(p, "blocks.2.res_blocks.1.branch2.conv_b.out_mask", 1, (int64_t[]){108}, v);
+    dg_expect(p, NULL, CIN_E_UNSUPPORTED, "conv_b.out_mask", "inner width");
 
     const char *ad = tu_tmp_path("bad_adapters.safetensors");
     st_out t[2] = {{.name = "blocks.2.res_blocks.1.branch2.conv_a.adapter.rows", .ndim = 3,
@@ -445,6 +486,25 @@ static void test_bad_masks_and_adapters_are_refused_naming_the_tensor(void)
     t[1].name = "blocks.2.res_blocks.1.branch2.conv_q.adapter.cols";
     CU_ASSERT_FATAL(st_write(ad, t + 1, 1, NULL, NULL) == 0);
     dg_expect(NULL, ad, CIN_E_UNSUPPORTED, "conv_q.adapter.cols", NULL);
+}
+
+static void test_masks_disagreeing_across_a_residual_are_refused_naming_both(void)
+{
+    const char *a = "blocks.2.res_blocks.0.branch2.conv_c.out_mask";
+    const char *b = "blocks.2.res_blocks.1.branch2.conv_c.out_mask";
+    float v[2][48];
+    for (int i = 0; i < 48; i++)
+        v[0][i] = v[1][i] = (float)(i % 2);
+    v[1][0] = 1.0f;
+    st_out t[2] = {{.name = a, .ndim = 1, .shape = {48}, .data = v[0]},
+                   {.name = b, .ndim = 1, .shape = {48}, .data = v[1]}};
+    const char *p = tu_tmp_path("residual_masks.safetensors");
+    CU_ASSERT_FATAL(st_write(p, t, 2, NULL, NULL) == 0);
+    dg_expect(p, NULL, CIN_E_FORMAT, a, b);
+    t[1].name = "blocks.2.res_blocks.0.branch1_conv.out_mask";
+    t[1].shape[0] = 47;
+    CU_ASSERT_FATAL(st_write(p, t, 2, NULL, NULL) == 0);
+    dg_expect(p, NULL, CIN_E_SHAPE, "branch1_conv.out_mask", "output width of stage 2");
 }
 
 /* A derived checkpoint whose inner width exceeds the size's is not X3D-XS. */
@@ -492,9 +552,11 @@ int test_derive_register(void)
         DG_T(test_splora_and_sppara_fuse_as_the_reference_for_linear_and_conv3d),
         DG_T(test_l1_and_l2_masks_equal_the_reference),
         DG_T(test_derived_x3d_xs_steps_equal_the_pruned_reference),
+        DG_T(test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference),
         DG_T(test_slowfast_names_derive_as_pytorchvideo_names),
         DG_T(test_cin_derive_with_given_masks_gives_the_reference_model),
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
+        DG_T(test_masks_disagreeing_across_a_residual_are_refused_naming_both),
         DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
 #undef DG_T
     };

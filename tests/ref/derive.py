@@ -189,7 +189,87 @@ def derived_x3d_golden(outdir, crop=96, frames=40, window=4, keep_positions=9, r
                       list(adapters.items()), {"generator": "torch.manual_seed(12)"})
 
 
+
+def stage_masks(model, ratio, norm):
+    """One output mask per stage, tied by its residuals: the filters of all its conv_c and its
+    projection shortcut ranked by their summed L1 or L2 norms."""
+    masks = []
+    for stage in model.blocks[1:5]:
+        ws = [b.branch2.conv_c.weight.data for b in stage.res_blocks]
+        ws.append(stage.res_blocks[0].branch1_conv.weight.data)
+        flat = [w.double().reshape(w.shape[0], -1) for w in ws]
+        score = sum(f.abs().sum(1) if norm == "l1" else f.pow(2).sum(1).sqrt() for f in flat)
+        order = sorted(range(len(score)), key=lambda i: (-score[i].item(), i))
+        mask = torch.zeros(len(score))
+        mask[order[:keep_count(len(score), ratio)]] = 1.0
+        masks.append(mask)
+    return masks
+
+
+def prune_stage_outputs(model, masks):
+    """Slices every stage's output channels (conv_c, norm_c, the shortcut) and the inputs that
+    read them (the next conv_a and shortcut, the head's pre_conv)."""
+    prev = None
+    for stage, mask in zip(model.blocks[1:5], masks):
+        keep = mask.nonzero().flatten()
+        for i, block in enumerate(stage.res_blocks):
+            b = block.branch2
+            b.conv_c = _conv(b.conv_c.weight.data[keep])
+            b.norm_c = _bn_slice(b.norm_c, keep)
+            cin = prev if i == 0 else keep
+            if cin is not None:
+                b.conv_a = _conv(b.conv_a.weight.data[:, cin])
+            if block.branch1_conv is not None:
+                w = block.branch1_conv.weight.data[keep]
+                w = w[:, prev] if prev is not None else w
+                block.branch1_conv = _conv(w, stride=block.branch1_conv.stride)
+            if block.branch1_norm is not None:
+                block.branch1_norm = _bn_slice(block.branch1_norm, keep)
+        prev = keep
+    pool = model.blocks[5].pool
+    pool.pre_conv = _conv(pool.pre_conv.weight.data[:, prev])
+
+
+def stage_mask_names(model, masks):
+    names, out = _pv_prefix(model), {}
+    for stage, mask in zip(model.blocks[1:5], masks):
+        for i, block in enumerate(stage.res_blocks):
+            out[names[id(block)] + ".branch2.conv_c.out_mask"] = mask
+        out[names[id(stage.res_blocks[0])] + ".branch1_conv.out_mask"] = mask
+    return out
+
+
+def derived_stage_golden(outdir, crop=96, frames=40, window=4, keep_positions=9, ratio=0.5):
+    """As derived_x3d_golden, and every stage's output width pruned 50 % too (L1)."""
+    model = X3D("xs", crop=crop, pool_window=window, se_scope="frame").eval()
+    seeded_state_dict(model, WEIGHT_SEED)
+    model = model.double()
+    adapters = x3d_adapters(model)
+    names, masks = _pv_prefix(model), {}
+    for b in _bottlenecks(model):
+        p = names[id(b)] + "."
+        wa = centre_add(b.conv_a.weight.data, (adapters[p + "conv_a.adapter.cols"][0] @
+                                               adapters[p + "conv_a.adapter.rows"][0]).double())
+        masks[p + "conv_a.out_mask"] = norm_mask(wa, ratio, "l1")
+        prune_bottleneck(b, masks[p + "conv_a.out_mask"].bool(), adapters, p)
+    outs = stage_masks(model, ratio, "l1")
+    masks.update(stage_mask_names(model, outs))
+    prune_stage_outputs(model, outs)
+    x = seeded_input((frames, 3, crop, crop), INPUT_SEED)
+    with torch.no_grad():
+        logits = model(x.double().permute(1, 0, 2, 3).unsqueeze(0))
+    meta = {"model": "x3d", "size": "xs", "crop": crop, "frames": frames,
+            "pool_window": window, "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED,
+            "input_sum": repr(x.double().sum().item()), "delay": model.delay(),
+            "positions": keep_positions, "ratio": ratio, "norm": "l1", "compute": "float64"}
+    write_safetensors(os.path.join(outdir, "derive_x3d_xs_stage_steps.safetensors"),
+                      [("step_logits", logits[:keep_positions].float())], meta)
+    write_safetensors(os.path.join(outdir, "derive_x3d_xs_stage_masks.safetensors"),
+                      list(masks.items()), {"ratio": ratio, "norm": "l1"})
+
+
 def make_derive_goldens(outdir):
     os.makedirs(outdir, exist_ok=True)
     fuse_goldens(os.path.join(outdir, "derive_fuse.safetensors"))
     derived_x3d_golden(outdir)
+    derived_stage_golden(outdir)
