@@ -107,27 +107,43 @@ int derive_keep_count(int n, double ratio)
     return k < 1 ? 1 : k > n ? n : k;
 }
 
-void derive_norm_mask(const float *w, int out, int64_t per, derive_norm norm, int keep,
-                      float *mask01)
+/* score[o] += the L1 or L2 norm of filter o of w [out, per]. */
+static void add_filter_norms(const float *w, int out, int64_t per, derive_norm norm,
+                             double *score)
 {
-    double *score = malloc(sizeof(double) * (size_t)(out ? out : 1));
     for (int o = 0; o < out; o++) {
         double s = 0.0;
         for (int64_t k = 0; k < per; k++) {
             double v = w[o * per + k];
             s += norm == DERIVE_L1 ? fabs(v) : v * v;
         }
-        score[o] = norm == DERIVE_L1 ? s : sqrt(s);
-        mask01[o] = 0.0f;
+        score[o] += norm == DERIVE_L1 ? s : sqrt(s);
     }
-    /* keep by selection: each round takes the best not yet kept, the lower index on ties */
-    for (int n = 0; n < keep && score; n++) {
+}
+
+/* mask01 = 1 for the `keep` largest scores, by selection: each round takes the best not yet
+ * kept, the lower index on ties. */
+static void mask_from_scores(const double *score, int out, int keep, float *mask01)
+{
+    for (int o = 0; o < out; o++)
+        mask01[o] = 0.0f;
+    for (int n = 0; n < keep; n++) {
         int best = -1;
         for (int o = 0; o < out; o++)
             if (mask01[o] == 0.0f && (best < 0 || score[o] > score[best]))
                 best = o;
         mask01[best] = 1.0f;
     }
+}
+
+void derive_norm_mask(const float *w, int out, int64_t per, derive_norm norm, int keep,
+                      float *mask01)
+{
+    double *score = calloc((size_t)(out ? out : 1), sizeof *score);
+    if (!score)
+        return;
+    add_filter_norms(w, out, per, norm, score);
+    mask_from_scores(score, out, keep, mask01);
     free(score);
 }
 
@@ -467,6 +483,87 @@ static int compute_masks(dctx *c)
     return 0;
 }
 
+/* Adds the filter norms of source weight `name`, fused with its adapter and its inputs sliced
+ * by `in`, to score. */
+static int add_layer_norms(dctx *c, const char *name, chmask in, double *score)
+{
+    st_info info;
+    float *w0 = NULL, *w = NULL;
+    int rc = read_all(c->src, name, &info, &w0, c->err), found = 0;
+    derive_adapter a;
+    adapter_bufs bufs = {0};
+    char layer[192];
+    snprintf(layer, sizeof layer, "%.*s", (int)strlen(name) - 7, name);
+    rc = rc ? rc : load_adapter(c, layer, &a, &bufs, &found);
+    int64_t per = 0;
+    if (!rc && info.ndim >= 2 && info.shape[0] > 0 && info.shape[1] > 0) {
+        int64_t taps = (int64_t)(info.nbytes / sizeof(float)) / info.shape[0] / info.shape[1];
+        per = taps * (in.keep ? in.n : info.shape[1]);
+        w = malloc(sizeof(float) * (size_t)(info.shape[0] * per + 1));
+        rc = w ? 0 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    }
+    if (!rc && w)
+        rc = derive_fuse(name, w0, info.ndim, info.shape, NULL, 0, in.keep, in.n,
+                         found ? &a : NULL, w, c->err);
+    if (!rc && w)
+        add_filter_norms(w, (int)info.shape[0], per, c->o->norm, score);
+    adapter_bufs_free(&bufs);
+    free(w0);
+    free(w);
+    return rc;
+}
+
+static int set_stage_keep(dctx *c, int s, const float *mask01)
+{
+    stage_mask *st = &c->stages[s];
+    st->m.keep = malloc(sizeof(int) * (size_t)st->width);
+    if (!st->m.keep)
+        return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int k = 0; k < st->width; k++)
+        if (mask01[k] != 0.0f)
+            st->m.keep[st->m.n++] = k;
+    c->stage_pruned = 1;
+    return 0;
+}
+
+/* Stage s's output mask: the filters of all its conv_c (on the inner channels they keep) and
+ * its shortcut ranked by their summed norms, as the residuals tie them. */
+static int compute_stage_mask(dctx *c, int s)
+{
+    int w = c->stages[s].width, rc = 0;
+    double *score = calloc((size_t)w + 1, sizeof *score);
+    float *mask = malloc(sizeof(float) * ((size_t)w + 1));
+    if (!score || !mask)
+        rc = cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int i = 0; !rc && i < c->n_blocks; i++) {
+        const block *b = &c->blocks[i];
+        char name[256];
+        if (b->stage != s)
+            continue;
+        snprintf(name, sizeof name, "%s%s.weight", b->prefix, c->slowfast ? "c" : "conv_c");
+        rc = add_layer_norms(c, name, (chmask){b->keep, b->n_keep}, score);
+        snprintf(name, sizeof name, "%.*s%s.weight", b->base_len, b->prefix,
+                 c->slowfast ? "branch1" : "branch1_conv");
+        if (!rc && b->index == 0)
+            rc = add_layer_norms(c, name, (chmask){NULL, 0}, score);
+    }
+    if (!rc) {
+        mask_from_scores(score, w, derive_keep_count(w, c->o->stage_ratio), mask);
+        rc = set_stage_keep(c, s, mask);
+    }
+    free(score);
+    free(mask);
+    return rc;
+}
+
+static int compute_stage_masks(dctx *c)
+{
+    int rc = 0;
+    for (int s = 1; s <= 4 && !rc; s++)
+        rc = compute_stage_mask(c, s);
+    return rc;
+}
+
 /* The block whose mask is called name, or NULL. */
 static block *mask_block(dctx *c, const char *name)
 {
@@ -769,6 +866,9 @@ static int open_inputs(dctx *c)
     if (!o->masks && !(o->ratio >= 0.0 && o->ratio < 1.0))
         return cin_err_set(c->err, CIN_E_INVAL, "derive: ratio %g, expected 0 <= ratio < 1",
                            o->ratio);
+    if (!(o->stage_ratio >= 0.0 && o->stage_ratio < 1.0))
+        return cin_err_set(c->err, CIN_E_INVAL, "derive: stage ratio %g, expected 0 <= ratio "
+                           "< 1", o->stage_ratio);
     int rc = st_open(o->source, &c->src, c->err);
     if (rc)
         return rc;
@@ -833,6 +933,8 @@ int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
     if (!rc)
         rc = o->masks ? read_masks(&c) : compute_masks(&c);
     rc = rc ? rc : keep_unnamed(&c);
+    if (!rc && !o->masks && o->stage_ratio > 0.0)
+        rc = compute_stage_masks(&c);
     rc = rc ? rc : derive_all(&c);
     const char *meta[] = {"format", "pt", "cin.derive", c.stage_pruned ? "x3d-stages" : "x3d-inner",
                           NULL};

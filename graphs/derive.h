@@ -58,6 +58,9 @@ typedef struct derive_opts {
     const char *out;         /* the derived checkpoint */
     const char *write_masks; /* where to write the masks used (NULL: nowhere) */
     double ratio;            /* fraction of each block's inner filters pruned, [0, 1) */
+    double stage_ratio;      /* without masks: fraction of each stage's outputs pruned
+                              * (0: none), ranked by the summed norms of its conv_c (after
+                              * the inner pruning) and shortcut filters */
     derive_norm norm;
 } derive_opts;
 
@@ -73,7 +76,7 @@ typedef struct derive_stats {
  * Masks are 0/1 floats: <block>.branch2.conv_a.out_mask (SlowFast: <block>.branch2.a.out_mask)
  * of the inner width; <block>.branch2.conv_c.out_mask or <first block>.branch1_conv.out_mask
  * (SlowFast: .branch2.c., .branch1.) of the stage's width, which must all agree within a stage
- * (CIN_E_FORMAT names two that do not). Computed masks prune inner widths only. Adapters:
+ * (CIN_E_FORMAT names two that do not). Adapters:
  * <layer>.adapter.rows / .adapter.cols (SPLoRA) or <layer>.adapter (SPPaRA), and a tensor
  * named as a source tensor replaces it (a fine-tuned bias or norm). Any other name is
  * refused, naming it. s may be NULL. */

@@ -357,6 +357,24 @@ static void test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference(v
     cin_model_free(inner);
 }
 
+static void test_computed_stage_masks_equal_the_reference(void)
+{
+    const char *out = tu_tmp_path("computed_stages.safetensors");
+    const char *masks = tu_tmp_path("computed_stages_masks.safetensors");
+    derive_opts o = {.source = dg_source(), .adapters = DG "derive_x3d_xs_adapters.safetensors",
+                     .out = out, .write_masks = masks, .ratio = 0.5, .stage_ratio = 0.5,
+                     .norm = DERIVE_L1};
+    CU_ASSERT_EQUAL_FATAL(derive_x3d(&o, NULL, NULL), 0);
+    dg_masks_equal(DG "derive_x3d_xs_stage_masks.safetensors", masks);
+    cin_model *m = dg_load(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_stage_steps.safetensors", &g, NULL) == 0);
+    CU_ASSERT(dg_steps_error(m, g) <= TOL);
+    st_close(g);
+    cin_model_free(m);
+}
+
 /* The two layouts derive to the same model: equal outputs step by step. */
 static void test_slowfast_names_derive_as_pytorchvideo_names(void)
 {
@@ -553,6 +571,7 @@ int test_derive_register(void)
         DG_T(test_l1_and_l2_masks_equal_the_reference),
         DG_T(test_derived_x3d_xs_steps_equal_the_pruned_reference),
         DG_T(test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference),
+        DG_T(test_computed_stage_masks_equal_the_reference),
         DG_T(test_slowfast_names_derive_as_pytorchvideo_names),
         DG_T(test_cin_derive_with_given_masks_gives_the_reference_model),
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),

@@ -192,7 +192,8 @@ def derived_x3d_golden(outdir, crop=96, frames=40, window=4, keep_positions=9, r
 
 def stage_masks(model, ratio, norm):
     """One output mask per stage, tied by its residuals: the filters of all its conv_c and its
-    projection shortcut ranked by their summed L1 or L2 norms."""
+    projection shortcut ranked by their summed L1 or L2 norms. Called after prune_bottleneck,
+    so conv_c is ranked on the inner channels it keeps, with its adapter fused."""
     masks = []
     for stage in model.blocks[1:5]:
         ws = [b.branch2.conv_c.weight.data for b in stage.res_blocks]
