@@ -446,6 +446,10 @@ static int adapted_conv_a(dctx *c, const block *b, float **w, int64_t *per)
                          found ? &a : NULL, *w, c->err);
     adapter_bufs_free(&bufs);
     free(w0);
+    if (rc) {
+        free(*w);
+        *w = NULL;
+    }
     return rc;
 }
 
@@ -617,14 +621,7 @@ static int read_stage_mask(dctx *c, const block *b, const st_info *info, const f
     stage_mask *s = &c->stages[b->stage];
     if (!s->m.keep) {
         snprintf(s->given_by, sizeof s->given_by, "%s", info->name);
-        s->m.keep = malloc(sizeof(int) * (size_t)s->width);
-        if (!s->m.keep)
-            return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
-        for (int k = 0; k < s->width; k++)
-            if (m[k] != 0.0f)
-                s->m.keep[s->m.n++] = k;
-        c->stage_pruned = 1;
-        return 0;
+        return set_stage_keep(c, b->stage, m);
     }
     int n = 0, same = 1;
     for (int k = 0; k < s->width && same; k++)

@@ -479,8 +479,8 @@ static void test_bad_masks_and_adapters_are_refused_naming_the_tensor(void)
 {
     const char *layer = "blocks.2.res_blocks.1.branch2.conv_a";
     char name[128];
-    float v[256];
-    for (int i = 0; i < 256; i++)
+    float v[512];
+    for (int i = 0; i < 512; i++)
         v[i] = (float)(i % 2);
     const char *p = tu_tmp_path("bad_mask.safetensors");
     snprintf(name, sizeof name, "%s.out_mask", layer);
