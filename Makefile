@@ -1,5 +1,6 @@
-# cin build. `make` builds build/libcin.{a,so}, build/cin-run, build/cin-bench, build/cin-merge;
-# `make test` runs the CUnit suite; `make run` installs dependencies and runs the main job.
+# cin build. `make` builds build/libcin.{a,so}, build/cin-run, build/cin-bench, build/cin-merge,
+# build/cin-derive; `make test` runs the CUnit suite; `make run` installs dependencies and runs
+# the main job.
 CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   := build
@@ -12,13 +13,14 @@ CIN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes 
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
 LIB_SRC := $(wildcard engine/*.c ops/*.c io/*.c graphs/*.c pipelines/*.c)
-LIB_SRC := $(filter-out pipelines/cin_run.c graphs/cin_merge.c,$(LIB_SRC))
+LIB_SRC := $(filter-out pipelines/cin_run.c graphs/cin_merge.c graphs/cin_derive.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/main.o $(BUILD)/tests/util.o
 
 SHARED  ?= $(BUILD)/libcin.so
-all: $(BUILD)/libcin.a $(SHARED) $(BUILD)/cin-run $(BUILD)/cin-bench $(BUILD)/cin-merge
+all: $(BUILD)/libcin.a $(SHARED) $(BUILD)/cin-run $(BUILD)/cin-bench $(BUILD)/cin-merge \
+     $(BUILD)/cin-derive
 
 # Missing development packages would otherwise surface as a cascade of compiler errors.
 PKGS_MISSING = $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
@@ -52,6 +54,9 @@ $(BUILD)/cin-bench: $(BUILD)/bench/cin_bench.o $(BUILD)/libcin.a
 $(BUILD)/cin-merge: $(BUILD)/graphs/cin_merge.o $(BUILD)/libcin.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/cin-derive: $(BUILD)/graphs/cin_derive.o $(BUILD)/libcin.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # The test runner calls test_<file>_register() for every tests/test_<file>.c.
 $(BUILD)/tests/suites.h: $(TEST_SRC)
 	@mkdir -p $(dir $@)
@@ -70,7 +75,8 @@ $(BUILD)/example: docs/example.c $(BUILD)/libcin.a
 	    $(LDLIBS) -o $@
 
 test: all $(BUILD)/cin-tests $(BUILD)/example
-	cd tests && CIN_RUN=../$(BUILD)/cin-run CIN_MERGE=../$(BUILD)/cin-merge ../$(BUILD)/cin-tests
+	cd tests && CIN_RUN=../$(BUILD)/cin-run CIN_MERGE=../$(BUILD)/cin-merge \
+	    CIN_DERIVE=../$(BUILD)/cin-derive ../$(BUILD)/cin-tests
 	./$(BUILD)/example
 	$(if $(SHARED),@$(MAKE) --no-print-directory check-exports)
 
@@ -105,7 +111,7 @@ install: all
 	install -m 755 $(BUILD)/libcin.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libcin.so
 	install -m 644 engine/cin.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(BUILD)/cin-run $(BUILD)/cin-bench $(BUILD)/cin-merge \
+	install -m 755 $(BUILD)/cin-run $(BUILD)/cin-bench $(BUILD)/cin-merge $(BUILD)/cin-derive \
 	    $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' docs/cin.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cin.pc
@@ -118,7 +124,7 @@ deps:
 	./.ci/deps
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/bench/cin_bench.d \
-    $(BUILD)/pipelines/cin_run.d $(BUILD)/graphs/cin_merge.d
+    $(BUILD)/pipelines/cin_run.d $(BUILD)/graphs/cin_merge.d $(BUILD)/graphs/cin_derive.d
 
 # The activations' exp() loops vectorise only with -ffast-math; they handle no NaN specially.
 $(BUILD)/ops/activation.o: CIN_CFLAGS += -ffast-math

@@ -59,6 +59,11 @@ const char *wsrc_name(const wsrc *w)
     return w->file ? st_path(w->file) : w->name;
 }
 
+const char *wsrc_meta(const wsrc *w, const char *key)
+{
+    return w->file ? st_meta(w->file, key) : NULL;
+}
+
 int wsrc_has(const wsrc *w, const char *name)
 {
     st_info info;

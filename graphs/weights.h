@@ -30,6 +30,9 @@ int wsrc_get(wsrc *w, const char *name, int ndim, const int64_t *shape, float **
  * gets how many there are. Seeded weights have none. */
 const char *wsrc_unused(const wsrc *w, int (*belongs)(const char *name), int *count);
 
+/* The checkpoint's __metadata__ value for key, or NULL (always NULL for seeded weights). */
+const char *wsrc_meta(const wsrc *w, const char *key);
+
 /* "file.safetensors" or "seed N": for messages. */
 const char *wsrc_name(const wsrc *w);
 

@@ -134,11 +134,13 @@ static void stem(x3d_ctx *x, int width, cin_node_list *l)
     cin_node_list_push(l, act(x, ACT_RELU));
 }
 
-static cin_node *squeeze_excite(x3d_ctx *x, int window)
+/* The reduced width follows the block's nominal inner width: a derived checkpoint prunes the
+ * channels around it, not it. */
+static cin_node *squeeze_excite(x3d_ctx *x, int window, int nominal)
 {
     static const tname fc1 = {"branch2.norm_b.1.block.0", "branch2.se.fc1"};
     static const tname fc2 = {"branch2.norm_b.1.block.2", "branch2.se.fc2"};
-    int c = x->dims.c, r = round_width(c, 0.0625);
+    int c = x->dims.c, r = round_width(nominal, 0.0625);
     int64_t s1[5] = {r, c, 1, 1, 1}, s2[5] = {c, r, 1, 1, 1}, b1[1] = {r}, b2[1] = {c};
     float *w1 = get(x, fc1, "weight", 5, s1), *bias1 = get(x, fc1, "bias", 1, b1);
     float *w2 = get(x, fc2, "weight", 5, s2), *bias2 = get(x, fc2, "bias", 1, b2);
@@ -155,7 +157,8 @@ static cin_node *squeeze_excite(x3d_ctx *x, int window)
 }
 
 typedef struct block_spec {
-    int inner, out, stride, se, se_window;
+    int inner, nominal_inner, out, stride, se, se_window;
+    int shortcut_norm; /* pytorchvideo: the nominal width changes (SlowFast: always) */
 } block_spec;
 
 static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
@@ -172,7 +175,7 @@ static cin_node *bottleneck(x3d_ctx *x, const block_spec *b)
     cin_node_list_push(&l, act(x, ACT_RELU));
     cin_node_list_push(&l, conv(x, conv_b, &b_bn, kernel(b->inner, b->inner, 3, 3, b->stride)));
     if (b->se)
-        cin_node_list_push(&l, squeeze_excite(x, b->se_window));
+        cin_node_list_push(&l, squeeze_excite(x, b->se_window, b->nominal_inner));
     cin_node_list_push(&l, act(x, ACT_SWISH));
     cin_node_list_push(&l, conv(x, c, &c_bn, kernel(b->out, 1, 1, 1, 1)));
     cin_node *n;
@@ -185,8 +188,7 @@ static cin_node *shortcut(x3d_ctx *x, const block_spec *b)
 {
     static const tname b1 = {"branch1_conv", "branch1"};
     static const tname b1_bn = {"branch1_norm", "branch1_bn"};
-    int norm = x->layout == X3D_SLOWFAST || x->dims.c != b->out;
-    return conv(x, b1, norm ? &b1_bn : NULL, kernel(b->out, 1, 1, 1, b->stride));
+    return conv(x, b1, b->shortcut_norm ? &b1_bn : NULL, kernel(b->out, 1, 1, 1, b->stride));
 }
 
 /* Residual block: relu(bottleneck(x) + shortcut(x)); the graph aligns the identity's delay. */
@@ -222,6 +224,49 @@ static void set_block_prefix(x3d_ctx *x, int stage, int block)
              block);
 }
 
+/* The output channels of a derived layer: between 1 and the nominal width, or (want > 0)
+ * exactly want; 0 after a failure. */
+static int derived_width(x3d_ctx *x, const char *leaf, int nominal, int want)
+{
+    int sf = x->layout == X3D_SLOWFAST, ndim;
+    char name[192];
+    int64_t shape[8];
+    snprintf(name, sizeof name, "%s%s.weight", x->prefix[sf], leaf);
+    if (wsrc_shape(x->w, name, &ndim, shape, x->err) != 0) {
+        x->failed = 1;
+        return 0;
+    }
+    int bad = ndim != 5 || shape[0] < 1 || shape[0] > nominal || (want && shape[0] != want);
+    if (!bad)
+        return (int)shape[0];
+    x->failed = 1;
+    if (want)
+        cin_err_set(x->err, CIN_E_SHAPE, "%s: tensor '%s': %lld output channels, expected %d "
+                    "(the stage's width, which its residuals share)", wsrc_name(x->w), name,
+                    ndim ? (long long)shape[0] : 0LL, want);
+    else
+        cin_err_set(x->err, CIN_E_SHAPE, "%s: tensor '%s': %lld output channels in %d "
+                    "dimensions, expected 1 to %d in 5 (a derived width)", wsrc_name(x->w),
+                    name, ndim ? (long long)shape[0] : 0LL, ndim, nominal);
+    return 0;
+}
+
+/* A checkpoint written by cin-derive (metadata cin.derive = "x3d-inner", or "x3d-stages" when
+ * the stage outputs are pruned too) takes its widths from conv_a's and conv_c's weights. Every
+ * other tensor is still read with the shape those widths imply, so a wrong one is refused. */
+static void derived_widths(x3d_ctx *x, block_spec *b, int first)
+{
+    const char *how = wsrc_meta(x->w, "cin.derive");
+    int stages = how && strcmp(how, "x3d-stages") == 0;
+    if (x->failed || !how || (!stages && strcmp(how, "x3d-inner") != 0))
+        return;
+    int sf = x->layout == X3D_SLOWFAST;
+    b->inner = derived_width(x, sf ? "branch2.a" : "branch2.conv_a", b->inner, 0);
+    if (stages && !x->failed)
+        b->out = derived_width(x, sf ? "branch2.c" : "branch2.conv_c", b->out,
+                               first ? 0 : x->dims.c);
+}
+
 static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list *l)
 {
     static const int base_depth[4] = {1, 2, 5, 3};
@@ -231,7 +276,10 @@ static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list
         for (int i = 0; i < depth; i++) {
             block_spec b = {.inner = (int)(2.25 * out), .out = out, .stride = i ? 1 : 2,
                             .se = (i + 1) % 2, .se_window = se_window};
+            b.nominal_inner = b.inner;
+            b.shortcut_norm = x->layout == X3D_SLOWFAST || (s ? out / 2 : 24) != out;
             set_block_prefix(x, s + 1, i);
+            derived_widths(x, &b, i == 0);
             cin_node_list_push(l, res_block(x, &b));
         }
     }
@@ -270,7 +318,8 @@ static void head(x3d_ctx *x, int window, int classes, int features, cin_node_lis
     static const tname pre = {"blocks.5.pool.pre_conv", "head.conv_5"};
     static const tname pre_bn = {"blocks.5.pool.pre_norm", "head.conv_5_bn"};
     static const tname post = {"blocks.5.pool.post_conv", "head.lin_5"};
-    cin_node_list_push(l, conv(x, pre, &pre_bn, kernel((int)(2.25 * x->dims.c), 1, 1, 1, 1)));
+    /* 2.25 x stage 4's nominal width, which a derived checkpoint does not prune */
+    cin_node_list_push(l, conv(x, pre, &pre_bn, kernel((int)(2.25 * 192), 1, 1, 1, 1)));
     cin_node_list_push(l, act(x, ACT_RELU));
     cin_node_list_push(l, pool(x, pool_spatial_create));
     cin_node_list_push(l, temporal_pool(x, window));

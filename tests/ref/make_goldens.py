@@ -21,6 +21,8 @@
   coagcn[_star]_steps_coskel.safetensors  CoAGCN (CoAGCN*) logits stepped over a stream
   merge/base, merge/ft_<k>      synthetic models for cin-merge, and merge/<case>.safetensors the
                                 merge after each of them ("<k>/<tensor>"), see opcm.py
+  derive/derive_fuse            SPLoRA/SPPaRA fused weights and L1/L2 masks, see derive.py
+  derive/derive_x3d_xs_*        masks, adapters and stepping outputs of a derived X3D-XS
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
@@ -43,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ops import make_op_goldens  # noqa: E402
 from opcm import make_merge_goldens  # noqa: E402
+from derive import make_derive_goldens  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 from seeded import (seeded_input, seeded_range, seeded_state_dict,  # noqa: E402
                     seeded_tensor)
@@ -392,6 +395,7 @@ def main():
     stgcn_goldens(GOLDEN)
     agcn_goldens(GOLDEN)
     make_merge_goldens(os.path.join(GOLDEN, "merge"))
+    make_derive_goldens(os.path.join(GOLDEN, "derive"))
     print("goldens written to %s in %.1f s" % (os.path.normpath(GOLDEN), time.time() - t0))
 
 

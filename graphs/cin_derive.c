@@ -1,0 +1,97 @@
+/* cin-derive: fuses a task's structured pruning masks and adapters into a smaller X3D
+ * checkpoint that cin-run and cin-bench load like the source. See docs/derive.md; the library
+ * part is graphs/derive.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "derive.h"
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: cin-derive --source SRC.safetensors --out OUT.safetensors\n"
+            "                  [--masks MASKS.safetensors | --ratio R [--stage-ratio S]\n"
+            "                  [--norm l1|l2]]\n"
+            "                  [--adapters TASK.safetensors] [--write-masks M.safetensors]\n"
+            "  --masks        0/1 masks <block>.branch2.conv_a.out_mask (inner width) and\n"
+            "                 <block>.branch2.conv_c.out_mask (stage output; SlowFast: .a., .c.)\n"
+            "  --ratio        fraction of each bottleneck's inner filters to prune, [0, 1)\n"
+            "  --stage-ratio  also prune this fraction of each stage's output channels\n"
+            "  --norm         rank filters by l1 (default) or l2 norm\n"
+            "  --adapters     SPLoRA <layer>.adapter.rows/.cols, SPPaRA <layer>.adapter\n"
+            "  --write-masks  write the masks used, to fine-tune elsewhere\n");
+}
+
+static int parse_value(derive_opts *o, const char *a, const char *v)
+{
+    char *end;
+    if (strcmp(a, "--source") == 0)
+        return o->source = v, 0;
+    if (strcmp(a, "--out") == 0)
+        return o->out = v, 0;
+    if (strcmp(a, "--masks") == 0)
+        return o->masks = v, 0;
+    if (strcmp(a, "--adapters") == 0)
+        return o->adapters = v, 0;
+    if (strcmp(a, "--write-masks") == 0)
+        return o->write_masks = v, 0;
+    if (strcmp(a, "--norm") == 0 && (strcmp(v, "l1") == 0 || strcmp(v, "l2") == 0))
+        return o->norm = v[1] == '1' ? DERIVE_L1 : DERIVE_L2, 0;
+    if (strcmp(a, "--norm") == 0)
+        return fprintf(stderr, "cin-derive: --norm '%s', expected l1 or l2\n", v), -1;
+    if (strcmp(a, "--ratio") == 0 || strcmp(a, "--stage-ratio") == 0) {
+        double *dst = a[2] == 'r' ? &o->ratio : &o->stage_ratio;
+        errno = 0;
+        *dst = strtod(v, &end);
+        if (errno || end == v || *end)
+            return fprintf(stderr, "cin-derive: %s expects a number, found '%s'\n", a, v), -1;
+        return 0;
+    }
+    return fprintf(stderr, "cin-derive: unknown option %s\n", a), -1;
+}
+
+/* 0, 1 for --help, -1 on a bad command line. */
+static int parse_args(derive_opts *o, int argc, char **argv)
+{
+    int ratio = 0, stage = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0)
+            return usage(stdout), 1;
+        if (i + 1 >= argc)
+            return fprintf(stderr, "cin-derive: %s needs a value\n", argv[i]), -1;
+        ratio |= strcmp(argv[i], "--ratio") == 0;
+        stage |= strcmp(argv[i], "--stage-ratio") == 0;
+        if (parse_value(o, argv[i], argv[i + 1]) != 0)
+            return -1;
+        i++;
+    }
+    if (!o->source || !o->out || (!o->masks && !ratio) || (o->masks && (ratio || stage))) {
+        fprintf(stderr, "cin-derive: give --source, --out and one of --masks or --ratio\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    derive_opts o = {.norm = DERIVE_L1};
+    int rc = parse_args(&o, argc, argv);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    derive_stats s;
+    cin_err err = {0};
+    if (derive_x3d(&o, &s, &err) != 0) {
+        fprintf(stderr, "cin-derive: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "cin-derive: %s -> %s: %d bottlenecks, inner channels %lld -> %lld, "
+            "parameters %lld -> %lld (%.1f %%), %d adapted layers\n", o.source, o.out,
+            s.blocks, (long long)s.inner_before, (long long)s.inner_after,
+            (long long)s.params_before, (long long)s.params_after,
+            100.0 * (double)s.params_after / (double)(s.params_before ? s.params_before : 1),
+            s.adapted);
+    return 0;
+}

@@ -1,0 +1,589 @@
+/* cin-derive against the PyTorch reference (tests/ref/derive.py): SPLoRA and SPPaRA fused
+ * weights of a Linear and a Conv3d, L1/L2 masks, a derived X3D-XS stepped over 40 frames
+ * against the pruned reference model, and bad masks or adapters refused by name.
+ * Tolerance: 1e-4 relative. */
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cin.h"
+#include "derive.h"
+#include "safetensors.h"
+#include "seeded.h"
+#include "util.h"
+#include "weights.h"
+#include "x3d.h"
+
+#define TOL 1e-4
+#define DG "golden/derive/"
+
+/* A golden tensor, malloc'd, and its shape. */
+static float *dg_get(st_file *f, const char *name, st_info *info)
+{
+    CU_ASSERT_FATAL(st_find(f, name, info, NULL) == 0);
+    float *v = malloc(info->nbytes + 1);
+    CU_ASSERT_FATAL(st_read_f32(f, name, -1, NULL, v, NULL) == 0);
+    return v;
+}
+
+/* The kept indices of a 0/1 mask; returns their count. */
+static int dg_keep(const float *m, int n, int *keep)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (m[i] != 0.0f)
+            keep[k++] = i;
+    return k;
+}
+
+/* The library's masked named_parameters: rows[:, :, m_in], cols[:, m_out, :]. */
+static void dg_slice_lora(const float *rows, const float *cols, int rank, int in,
+                          const int *ki, int ni, const int *ko, int no, float *sr, float *sc)
+{
+    for (int r = 0; r < rank; r++)
+        for (int j = 0; j < ni; j++)
+            sr[r * ni + j] = rows[r * in + ki[j]];
+    for (int i = 0; i < no; i++)
+        for (int r = 0; r < rank; r++)
+            sc[i * rank + r] = cols[ko[i] * rank + r];
+}
+
+static void check_fuse(st_file *g, const char *layer)
+{
+    char n[128];
+    st_info wi, ri, ci, pi, mi;
+    snprintf(n, sizeof n, "%s.weight", layer);
+    float *w = dg_get(g, n, &wi);
+    snprintf(n, sizeof n, "%s.adapter.rows", layer);
+    float *rows = dg_get(g, n, &ri);
+    snprintf(n, sizeof n, "%s.adapter.cols", layer);
+    float *cols = dg_get(g, n, &ci);
+    snprintf(n, sizeof n, "%s.para", layer);
+    float *para = dg_get(g, n, &pi);
+    int out = (int)wi.shape[0], in = (int)wi.shape[1], rank = (int)ri.shape[1];
+    int ko[64], ki[64];
+    snprintf(n, sizeof n, "%s.m_out", layer);
+    float *m = dg_get(g, n, &mi);
+    int no = dg_keep(m, out, ko);
+    free(m);
+    snprintf(n, sizeof n, "%s.m_in", layer);
+    m = dg_get(g, n, &mi);
+    int ni = dg_keep(m, in, ki);
+    free(m);
+
+    st_info fi;
+    snprintf(n, sizeof n, "%s.splora_fused", layer);
+    float *want = dg_get(g, n, &fi), *got = malloc(fi.nbytes);
+    derive_adapter a = {.rows = rows, .cols = cols, .rank = rank, .rows_in = in, .cols_out = out};
+    CU_ASSERT_EQUAL(derive_fuse(layer, w, wi.ndim, wi.shape, ko, no, ki, ni, &a, got, NULL), 0);
+    CU_ASSERT(tu_rel_err(got, want, fi.nbytes / 4) <= TOL);
+
+    float sr[64], sc[64];
+    dg_slice_lora(rows, cols, rank, in, ki, ni, ko, no, sr, sc);
+    derive_adapter s = {.rows = sr, .cols = sc, .rank = rank, .rows_in = ni, .cols_out = no};
+    CU_ASSERT_EQUAL(derive_fuse(layer, w, wi.ndim, wi.shape, ko, no, ki, ni, &s, got, NULL), 0);
+    CU_ASSERT(tu_rel_err(got, want, fi.nbytes / 4) <= TOL);
+    free(want);
+
+    snprintf(n, sizeof n, "%s.sppara_fused", layer);
+    want = dg_get(g, n, &fi);
+    derive_adapter p = {.para = para, .para_out = out, .para_in = in};
+    CU_ASSERT_EQUAL(derive_fuse(layer, w, wi.ndim, wi.shape, ko, no, ki, ni, &p, got, NULL), 0);
+    CU_ASSERT(tu_rel_err(got, want, fi.nbytes / 4) <= TOL);
+    free(want);
+    free(got);
+    free(w);
+    free(rows);
+    free(cols);
+    free(para);
+}
+
+static void test_splora_and_sppara_fuse_as_the_reference_for_linear_and_conv3d(void)
+{
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_fuse.safetensors", &g, NULL) == 0);
+    check_fuse(g, "linear");
+    check_fuse(g, "conv");
+    st_close(g);
+}
+
+static void check_mask(st_file *g, const char *layer, const char *norm, derive_norm kind)
+{
+    char n[128];
+    st_info wi, mi;
+    snprintf(n, sizeof n, "%s.weight", layer);
+    float *w = dg_get(g, n, &wi);
+    snprintf(n, sizeof n, "%s.mask_%s", layer, norm);
+    float *want = dg_get(g, n, &mi), got[64];
+    int out = (int)wi.shape[0];
+    int64_t per = (int64_t)(wi.nbytes / 4) / out;
+    derive_norm_mask(w, out, per, kind, derive_keep_count(out, 0.5), got);
+    CU_ASSERT_EQUAL(memcmp(got, want, sizeof(float) * (size_t)out), 0);
+    free(w);
+    free(want);
+}
+
+static void test_l1_and_l2_masks_equal_the_reference(void)
+{
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_fuse.safetensors", &g, NULL) == 0);
+    check_mask(g, "linear", "l1", DERIVE_L1);
+    check_mask(g, "linear", "l2", DERIVE_L2);
+    check_mask(g, "conv", "l1", DERIVE_L1);
+    check_mask(g, "conv", "l2", DERIVE_L2);
+    st_close(g);
+    CU_ASSERT_EQUAL(derive_keep_count(54, 0.5), 27);
+    CU_ASSERT_EQUAL(derive_keep_count(3, 0.99), 1);
+}
+
+/* ---- a derived X3D-XS ---- */
+
+typedef struct dg_ckpt {
+    st_out t[1024];
+    int n;
+} dg_ckpt;
+
+static void dg_collect(void *user, const char *name, int ndim, const int64_t *shape)
+{
+    dg_ckpt *c = user;
+    if (c->n >= 1024)
+        return;
+    st_out *o = &c->t[c->n++];
+    o->name = strdup(name);
+    o->ndim = ndim;
+    memcpy(o->shape, shape, sizeof(int64_t) * (size_t)ndim);
+}
+
+/* The pytorchvideo name of SlowFast tensor sf from golden/x3d_names_xs.txt, or NULL. */
+static const char *dg_pv_name(const char *sf, char pv[128])
+{
+    char s[128], shape[64];
+    FILE *f = fopen("golden/x3d_names_xs.txt", "r");
+    int found = 0;
+    while (f && !found && fscanf(f, "%127s %127s %63s", pv, s, shape) == 3)
+        found = strcmp(s, sf) == 0;
+    if (f)
+        fclose(f);
+    return found ? pv : NULL;
+}
+
+/* Seeded values by the pytorchvideo name, as the reference draws them; SlowFast's extra
+ * shortcut norm is the identity. */
+static float *dg_fill(const st_out *o, x3d_layout layout, uint64_t seed)
+{
+    size_t numel = 1;
+    for (int d = 0; d < o->ndim; d++)
+        numel *= (size_t)o->shape[d];
+    float *v = malloc(sizeof(float) * numel);
+    char buf[128];
+    const char *pv = layout == X3D_SLOWFAST ? dg_pv_name(o->name, buf) : o->name;
+    double lo, hi;
+    if (pv) {
+        cin_seeded_range(pv, o->ndim, o->shape, &lo, &hi);
+        cin_seeded_fill(v, numel, seed, pv, lo, hi);
+        return v;
+    }
+    int one = strstr(o->name, ".weight") != NULL, var = strstr(o->name, "running_var") != NULL;
+    for (size_t i = 0; i < numel; i++)
+        v[i] = one ? 1.0f : var ? 1.0f - 1e-5f : 0.0f;
+    return v;
+}
+
+/* Seeded X3D-XS weights under one layout's names. */
+static int dg_write_layout(const char *path, x3d_layout layout, uint64_t seed)
+{
+    static dg_ckpt c;
+    c.n = 0;
+    wsrc *w = wsrc_seeded(seed);
+    x3d_opts o = {.size = "xs", .crop = 96, .pool_window = 4};
+    cin_node *root = NULL;
+    int clip;
+    int rc = x3d_build(&o, w, layout, dg_collect, &c, &root, &clip, NULL);
+    cin_node_free(root);
+    wsrc_close(w);
+    for (int i = 0; !rc && i < c.n; i++)
+        c.t[i].data = dg_fill(&c.t[i], layout, seed);
+    const char *meta[] = {"format", "pt", NULL};
+    rc = rc ? rc : st_write(path, c.t, c.n, meta, NULL);
+    for (int i = 0; i < c.n; i++) {
+        free((char *)c.t[i].name);
+        free((float *)c.t[i].data);
+        c.t[i].data = NULL;
+    }
+    return rc;
+}
+
+static const char *dg_source(void)
+{
+    static const char *path;
+    if (!path) {
+        path = tu_tmp_path("x3d_xs_seeded.safetensors");
+        CU_ASSERT_FATAL(dg_write_layout(path, X3D_PYTORCHVIDEO, 1) == 0);
+    }
+    return path;
+}
+
+static cin_model *dg_load(const char *weights, cin_err *err)
+{
+    cin_model *m = NULL;
+    cin_model_opts o = {.arch = "x3d", .size = "xs", .crop = 96, .pool_window = 4,
+                        .se_window = 1, .weights = weights};
+    cin_model_load(&o, &m, err);
+    return m;
+}
+
+/* Worst relative error of the stepped outputs against step_logits. */
+static double dg_steps_error(cin_model *m, st_file *g)
+{
+    int frames = atoi(st_meta(g, "frames")), crop = atoi(st_meta(g, "crop"));
+    cin_model_info i;
+    cin_model_get_info(m, &i);
+    CU_ASSERT_EQUAL(i.delay, atoi(st_meta(g, "delay")));
+    st_info info;
+    float *want = dg_get(g, "step_logits", &info);
+    size_t fsz = (size_t)3 * crop * crop, n = info.nbytes / 4;
+    float *x = malloc(sizeof(float) * fsz * frames), *out = malloc(sizeof(float) * i.out_size);
+    cin_seeded_fill(x, fsz * frames, strtoull(st_meta(g, "input_seed"), NULL, 10), "input",
+                    -1.0, 1.0);
+    cin_stream *s;
+    CU_ASSERT_FATAL(cin_stream_create(m, &s, NULL) == 0);
+    double worst = 0.0;
+    size_t j = 0;
+    for (int t = 0; t < frames; t++) {
+        if (cin_stream_step(s, x + t * fsz, out) != 1 || (j + 1) * i.out_size > n)
+            continue;
+        double e = tu_rel_err(out, want + j++ * i.out_size, i.out_size);
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT_EQUAL(j * i.out_size, n);
+    cin_stream_free(s);
+    free(x);
+    free(out);
+    free(want);
+    return j ? worst : 1.0;
+}
+
+/* Each mask of golden a equals the one of the same name in b. */
+static void dg_masks_equal(const char *a, const char *b)
+{
+    st_file *g, *mine;
+    CU_ASSERT_FATAL(st_open(a, &g, NULL) == 0);
+    CU_ASSERT_FATAL(st_open(b, &mine, NULL) == 0);
+    CU_ASSERT_EQUAL(st_count(mine), st_count(g));
+    for (int i = 0; i < st_count(g); i++) {
+        st_info gi, mi;
+        st_info_at(g, i, &gi);
+        float *x = dg_get(g, gi.name, &gi), *y = dg_get(mine, gi.name, &mi);
+        CU_ASSERT(gi.nbytes == mi.nbytes && memcmp(x, y, gi.nbytes) == 0);
+        free(x);
+        free(y);
+    }
+    st_close(mine);
+    st_close(g);
+}
+
+static void test_derived_x3d_xs_steps_equal_the_pruned_reference(void)
+{
+    const char *out = tu_tmp_path("derived_xs.safetensors");
+    const char *masks = tu_tmp_path("derived_xs_masks.safetensors");
+    derive_opts o = {.source = dg_source(), .adapters = DG "derive_x3d_xs_adapters.safetensors",
+                     .out = out, .write_masks = masks, .ratio = 0.5, .norm = DERIVE_L1};
+    derive_stats s;
+    cin_err err = {0};
+    int rc = derive_x3d(&o, &s, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(s.blocks, 26);
+    CU_ASSERT_EQUAL(s.inner_after * 2, s.inner_before);
+    CU_ASSERT(s.params_after < s.params_before);
+
+    dg_masks_equal(DG "derive_x3d_xs_masks.safetensors", masks);
+
+    cin_model *src = dg_load(dg_source(), NULL), *m = dg_load(out, &err);
+    if (!m)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    cin_model_info si, di;
+    cin_model_get_info(src, &si);
+    cin_model_get_info(m, &di);
+    CU_ASSERT(di.state_bytes < si.state_bytes);
+    CU_ASSERT(di.macs_step < si.macs_step);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_steps.safetensors", &g, NULL) == 0);
+    double e = dg_steps_error(m, g);
+    if (e > TOL)
+        fprintf(stderr, "\n  derived x3d-xs: rel err %.3g\n", e);
+    CU_ASSERT(e <= TOL);
+    st_close(g);
+    cin_model_free(m);
+    cin_model_free(src);
+}
+
+static void test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference(void)
+{
+    const char *out = tu_tmp_path("derived_stages.safetensors");
+    const char *masks = tu_tmp_path("derived_stages_masks.safetensors");
+    derive_opts o = {.source = dg_source(), .masks = DG "derive_x3d_xs_stage_masks.safetensors",
+                     .adapters = DG "derive_x3d_xs_adapters.safetensors", .out = out,
+                     .write_masks = masks};
+    cin_err err = {0};
+    int rc = derive_x3d(&o, NULL, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    dg_masks_equal(DG "derive_x3d_xs_stage_masks.safetensors", masks);
+    cin_model *inner = dg_load(tu_tmp_path("derived_xs.safetensors"), NULL);
+    cin_model *m = dg_load(out, &err);
+    if (!m)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(inner);
+    cin_model_info ii, di;
+    cin_model_get_info(inner, &ii);
+    cin_model_get_info(m, &di);
+    CU_ASSERT(di.state_bytes < ii.state_bytes);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_stage_steps.safetensors", &g, NULL) == 0);
+    double e = dg_steps_error(m, g);
+    if (e > TOL)
+        fprintf(stderr, "\n  derived x3d-xs, stages pruned: rel err %.3g\n", e);
+    CU_ASSERT(e <= TOL);
+    st_close(g);
+    cin_model_free(m);
+    cin_model_free(inner);
+}
+
+static void test_computed_stage_masks_equal_the_reference(void)
+{
+    const char *out = tu_tmp_path("computed_stages.safetensors");
+    const char *masks = tu_tmp_path("computed_stages_masks.safetensors");
+    derive_opts o = {.source = dg_source(), .adapters = DG "derive_x3d_xs_adapters.safetensors",
+                     .out = out, .write_masks = masks, .ratio = 0.5, .stage_ratio = 0.5,
+                     .norm = DERIVE_L1};
+    CU_ASSERT_EQUAL_FATAL(derive_x3d(&o, NULL, NULL), 0);
+    dg_masks_equal(DG "derive_x3d_xs_stage_masks.safetensors", masks);
+    cin_model *m = dg_load(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_stage_steps.safetensors", &g, NULL) == 0);
+    CU_ASSERT(dg_steps_error(m, g) <= TOL);
+    st_close(g);
+    cin_model_free(m);
+}
+
+/* The two layouts derive to the same model: equal outputs step by step. */
+static void test_slowfast_names_derive_as_pytorchvideo_names(void)
+{
+    const char *sf = tu_tmp_path("x3d_xs_sf.safetensors");
+    CU_ASSERT_FATAL(dg_write_layout(sf, X3D_SLOWFAST, 1) == 0);
+    const char *out[2] = {tu_tmp_path("pv_l2.safetensors"), tu_tmp_path("sf_l2.safetensors")};
+    const char *src[2] = {dg_source(), sf};
+    cin_model *m[2];
+    cin_stream *s[2];
+    for (int k = 0; k < 2; k++) {
+        derive_opts o = {.source = src[k], .out = out[k], .ratio = 0.5, .norm = DERIVE_L2};
+        CU_ASSERT_FATAL(derive_x3d(&o, NULL, NULL) == 0);
+        m[k] = dg_load(out[k], NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m[k]);
+        CU_ASSERT_FATAL(cin_stream_create(m[k], &s[k], NULL) == 0);
+    }
+    cin_model_info i;
+    cin_model_get_info(m[0], &i);
+    size_t fsz = (size_t)3 * 96 * 96;
+    float *x = malloc(sizeof(float) * fsz), *y[2] = {malloc(sizeof(float) * i.out_size),
+                                                    malloc(sizeof(float) * i.out_size)};
+    double worst = 0.0;
+    for (int t = 0; t < i.delay + 4; t++) {
+        cin_seeded_fill(x, fsz, 3 + (uint64_t)t, "input", -1.0, 1.0);
+        int r0 = cin_stream_step(s[0], x, y[0]), r1 = cin_stream_step(s[1], x, y[1]);
+        CU_ASSERT_EQUAL(r0, r1);
+        double e = r0 == 1 ? tu_rel_err(y[1], y[0], i.out_size) : 0.0;
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(worst <= 1e-6);
+    for (int k = 0; k < 2; k++) {
+        cin_stream_free(s[k]);
+        cin_model_free(m[k]);
+        free(y[k]);
+    }
+    free(x);
+}
+
+/* ---- cin-derive and bad input ---- */
+
+static const char *dg_bin(void)
+{
+    const char *bin = getenv("CIN_DERIVE"); /* set by `make test` to this build's binary */
+    return bin ? bin : "../build/cin-derive";
+}
+
+/* Runs cin-derive with args; its exit status, and whether a line held both a and b. */
+static int dg_run(const char *args, int *named, const char *a, const char *b)
+{
+    char cmd[2048], line[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", dg_bin(), args);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    *named = 0;
+    while (fgets(line, sizeof line, p))
+        *named |= strstr(line, a) && (!b || strstr(line, b));
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_cin_derive_with_given_masks_gives_the_reference_model(void)
+{
+    const char *out = tu_tmp_path("cli_derived.safetensors");
+    char args[1024];
+    int named;
+    snprintf(args, sizeof args, "--source %s --masks " DG "derive_x3d_xs_masks.safetensors "
+             "--adapters " DG "derive_x3d_xs_adapters.safetensors --out %s", dg_source(), out);
+    CU_ASSERT_EQUAL(dg_run(args, &named, "inner channels 6102 -> 3051", NULL), 0);
+    CU_ASSERT(named);
+    cin_model *m = dg_load(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_x3d_xs_steps.safetensors", &g, NULL) == 0);
+    CU_ASSERT(dg_steps_error(m, g) <= TOL);
+    st_close(g);
+    cin_model_free(m);
+}
+
+static void dg_write_one(const char *path, const char *name, int ndim, const int64_t *shape,
+                         const float *v)
+{
+    st_out t = {.name = name, .ndim = ndim, .data = v};
+    memcpy(t.shape, shape, sizeof(int64_t) * (size_t)ndim);
+    CU_ASSERT_FATAL(st_write(path, &t, 1, NULL, NULL) == 0);
+}
+
+/* derive_x3d fails with code and a message holding a and b. */
+static void dg_expect(const char *masks, const char *adapters, int code, const char *a,
+                      const char *b)
+{
+    derive_opts o = {.source = dg_source(), .masks = masks, .adapters = adapters,
+                     .out = tu_tmp_path("bad_out.safetensors"), .ratio = 0.5};
+    cin_err err = {0};
+    int rc = derive_x3d(&o, NULL, &err);
+    CU_ASSERT_EQUAL(rc, code);
+    CU_ASSERT(strstr(err.msg, a) && (!b || strstr(err.msg, b)));
+    if (rc != code || !strstr(err.msg, a) || (b && !strstr(err.msg, b)))
+        fprintf(stderr, "\n  got %d: %s\n", rc, err.msg);
+}
+
+static void test_bad_masks_and_adapters_are_refused_naming_the_tensor(void)
+{
+    const char *layer = "blocks.2.res_blocks.1.branch2.conv_a";
+    char name[128];
+    float v[512];
+    for (int i = 0; i < 512; i++)
+        v[i] = (float)(i % 2);
+    const char *p = tu_tmp_path("bad_mask.safetensors");
+    snprintf(name, sizeof name, "%s.out_mask", layer);
+    dg_write_one(p, name, 1, (int64_t[]){107}, v);
+    dg_expect(p, NULL, CIN_E_SHAPE, name, "expected [108]");
+    v[3] = 0.5f;
+    dg_write_one(p, name, 1, (int64_t[]){108}, v);
+    dg_expect(p, NULL, CIN_E_FORMAT, name, "expected 0 or 1");
+    dg_write_one(p, "blocks.2.res_blocks.1.branch2.conv_b.out_mask", 1, (int64_t[]){108}, v);
+    dg_expect(p, NULL, CIN_E_UNSUPPORTED, "conv_b.out_mask", "inner width");
+
+    const char *ad = tu_tmp_path("bad_adapters.safetensors");
+    st_out t[2] = {{.name = "blocks.2.res_blocks.1.branch2.conv_a.adapter.rows", .ndim = 3,
+                    .shape = {1, 2, 48}, .data = v},
+                   {.name = "blocks.2.res_blocks.1.branch2.conv_a.adapter.cols", .ndim = 3,
+                    .shape = {1, 108, 3}, .data = v}};
+    CU_ASSERT_FATAL(st_write(ad, t, 2, NULL, NULL) == 0);
+    dg_expect(NULL, ad, CIN_E_SHAPE, "adapter.rows' has rank 2", "adapter.cols' has rank 3");
+    CU_ASSERT_FATAL(st_write(ad, t, 1, NULL, NULL) == 0);
+    dg_expect(NULL, ad, CIN_E_NOTFOUND, "conv_a.weight", "needs both");
+    t[1].name = "blocks.2.res_blocks.1.branch2.conv_q.adapter.cols";
+    CU_ASSERT_FATAL(st_write(ad, t + 1, 1, NULL, NULL) == 0);
+    dg_expect(NULL, ad, CIN_E_UNSUPPORTED, "conv_q.adapter.cols", NULL);
+}
+
+static void test_masks_disagreeing_across_a_residual_are_refused_naming_both(void)
+{
+    const char *a = "blocks.2.res_blocks.0.branch2.conv_c.out_mask";
+    const char *b = "blocks.2.res_blocks.1.branch2.conv_c.out_mask";
+    float v[2][48];
+    for (int i = 0; i < 48; i++)
+        v[0][i] = v[1][i] = (float)(i % 2);
+    v[1][0] = 1.0f;
+    st_out t[2] = {{.name = a, .ndim = 1, .shape = {48}, .data = v[0]},
+                   {.name = b, .ndim = 1, .shape = {48}, .data = v[1]}};
+    const char *p = tu_tmp_path("residual_masks.safetensors");
+    CU_ASSERT_FATAL(st_write(p, t, 2, NULL, NULL) == 0);
+    dg_expect(p, NULL, CIN_E_FORMAT, a, b);
+    t[1].name = "blocks.2.res_blocks.0.branch1_conv.out_mask";
+    t[1].shape[0] = 47;
+    CU_ASSERT_FATAL(st_write(p, t, 2, NULL, NULL) == 0);
+    dg_expect(p, NULL, CIN_E_SHAPE, "branch1_conv.out_mask", "output width of stage 2");
+}
+
+/* A derived checkpoint whose inner width exceeds the size's is not X3D-XS. */
+static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
+{
+    const char *out = tu_tmp_path("derived_ok.safetensors");
+    derive_opts o = {.source = dg_source(), .out = out, .ratio = 0.25};
+    CU_ASSERT_FATAL(derive_x3d(&o, NULL, NULL) == 0);
+    cin_model *m = dg_load(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    cin_model_free(m);
+    /* the same file without the metadata is an X3D-XS of the wrong shapes */
+    st_file *f;
+    CU_ASSERT_FATAL(st_open(out, &f, NULL) == 0);
+    int n = st_count(f);
+    st_out *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) {
+        st_info info;
+        st_info_at(f, i, &info);
+        t[i].name = info.name;
+        t[i].ndim = info.ndim;
+        memcpy(t[i].shape, info.shape, sizeof info.shape);
+        t[i].data = dg_get(f, info.name, &info);
+    }
+    const char *plain = tu_tmp_path("derived_plain.safetensors");
+    CU_ASSERT_FATAL(st_write(plain, t, n, NULL, NULL) == 0);
+    cin_err err = {0};
+    m = dg_load(plain, &err);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT(strstr(err.msg, "conv_a.weight") != NULL);
+    cin_model_free(m);
+    for (int i = 0; i < n; i++)
+        free((float *)t[i].data);
+    free(t);
+    st_close(f);
+}
+
+int test_derive_register(void)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+#define DG_T(fn) {#fn, fn}
+        DG_T(test_splora_and_sppara_fuse_as_the_reference_for_linear_and_conv3d),
+        DG_T(test_l1_and_l2_masks_equal_the_reference),
+        DG_T(test_derived_x3d_xs_steps_equal_the_pruned_reference),
+        DG_T(test_derived_x3d_xs_with_stage_outputs_pruned_equals_the_reference),
+        DG_T(test_computed_stage_masks_equal_the_reference),
+        DG_T(test_slowfast_names_derive_as_pytorchvideo_names),
+        DG_T(test_cin_derive_with_given_masks_gives_the_reference_model),
+        DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
+        DG_T(test_masks_disagreeing_across_a_residual_are_refused_naming_both),
+        DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
+#undef DG_T
+    };
+    CU_pSuite s = CU_add_suite("derive", NULL, NULL);
+    if (!s)
+        return -1;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn))
+            return -1;
+    return 0;
+}
