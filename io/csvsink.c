@@ -88,7 +88,7 @@ static int csv_emit(csv_sink *s, cin_err *err)
 
 static int csv_header(csv_sink *s, cin_err *err)
 {
-    csv_printf(s, "frame,pts,latency_ms");
+    csv_printf(s, "source,frame,pts,wall,latency_ms");
     for (int i = 1; i <= s->k; i++) {
         csv_printf(s, ",index_%d", i);
         if (s->with_labels)
@@ -126,9 +126,13 @@ int csv_sink_open(const char *path, int k, int with_labels, double flush_every, 
     return 0;
 }
 
-static int csv_check(const csv_sink *s, const int *idx, const char *const *labels,
-                     cin_err *err)
+static int csv_check(const csv_sink *s, const sink_result *r, cin_err *err)
 {
+    const int *idx = r->idx;
+    const char *const *labels = r->labels;
+    if (r->k != s->k)
+        return cin_err_set(err, CIN_E_INVAL, "%s: a row of %d classes, but the header has %d",
+                           s->name, r->k, s->k);
     if (!labels != !s->with_labels)
         return cin_err_set(err, CIN_E_INVAL, "%s: labels %s, but the header has %s",
                            s->name, labels ? "given" : "missing",
@@ -144,25 +148,27 @@ static int csv_check(const csv_sink *s, const int *idx, const char *const *label
     return 0;
 }
 
-int csv_sink_write(csv_sink *s, int64_t frame, double pts, const int *idx, const float *score,
-                   const char *const *labels, double latency_ms, cin_err *err)
+int csv_sink_write(csv_sink *s, const sink_result *r, cin_err *err)
 {
-    int rc = csv_check(s, idx, labels, err);
+    int rc = csv_check(s, r, err);
     if (rc)
         return rc;
     char num[FMT_FLOAT_MAX];
-    csv_printf(s, "%lld,", (long long)frame);
-    csv_number(s, pts, "%.15g");
+    csv_text(s, r->source ? r->source : "");
+    csv_printf(s, ",%lld,", (long long)r->frame);
+    csv_number(s, r->pts, "%.15g");
     csv_put(s, ",", 1);
-    csv_number(s, latency_ms, "%.3f");
+    csv_number(s, r->wall, "%.3f");
+    csv_put(s, ",", 1);
+    csv_number(s, r->latency_ms, "%.3f");
     for (int i = 0; i < s->k; i++) {
-        csv_printf(s, ",%d,", idx[i]);
-        if (labels) {
-            csv_text(s, labels[idx[i]]);
+        csv_printf(s, ",%d,", r->idx[i]);
+        if (r->labels) {
+            csv_text(s, r->labels[r->idx[i]]);
             csv_put(s, ",", 1);
         }
-        if (isfinite(score[i]))
-            csv_printf(s, "%s", fmt_float_shortest(score[i], num));
+        if (isfinite(r->score[i]))
+            csv_printf(s, "%s", fmt_float_shortest(r->score[i], num));
     }
     return csv_emit(s, err);
 }

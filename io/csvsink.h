@@ -5,15 +5,16 @@
  *     csv_sink *s;
  *     if (csv_sink_open("results.csv", 3, 1, 0.25, &s, &err) != 0)   // "-": stdout
  *         return err.code;
- *     // frame,pts,latency_ms,index_1,label_1,score_1,index_2,label_2,score_2,...
- *     csv_sink_write(s, 41, 4.1, idx, score, names, 3.2, &err);
- *     // 41,4.1,3.2,0,abseiling,0.13,...
+ *     // source,frame,pts,wall,latency_ms,index_1,label_1,score_1,index_2,label_2,...
+ *     csv_sink_write(s, &result, &err);                              // see result.h
+ *     // cam1,41,4.1,1764820800.125,3.200,0,abseiling,0.13,...
  *     csv_sink_tick(s, now_seconds, &err);
  *     csv_sink_close(s, &err);
  *
- * Fields follow RFC 4180: a label holding a comma, a double quote, a line break or a leading or
- * trailing space is quoted, its quotes doubled. Scores print in the fewest digits that read
- * back as the same float; a number that is not finite is an empty field (pandas reads NaN).
+ * Fields follow RFC 4180: a label or source id holding a comma, a double quote, a line break
+ * or a leading or trailing space is quoted, its quotes doubled. Scores print in the fewest
+ * digits that read back as the same float; a number that is not finite is an empty field
+ * (pandas reads NaN).
  * A sink is not thread-safe: one thread writes to it at a time.
  */
 #ifndef CIN_IO_CSVSINK_H
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "result.h"
 
 typedef struct csv_sink csv_sink;
 
@@ -31,11 +33,10 @@ typedef struct csv_sink csv_sink;
 int csv_sink_open(const char *path, int k, int with_labels, double flush_every, csv_sink **out,
                   cin_err *err);
 
-/* Appends one row: frame, pts (seconds), latency (ms) and the k classes idx[i] with score[i];
- * labels (indexed by class) must be given exactly when the sink has label columns, and hold
- * every idx[i]. CIN_E_INVAL (nothing written) for a negative index or a missing label. */
-int csv_sink_write(csv_sink *s, int64_t frame, double pts, const int *idx, const float *score,
-                   const char *const *labels, double latency_ms, cin_err *err);
+/* Appends one row for r, whose k must be the sink's; r->labels must be given exactly when the
+ * sink has label columns, and hold every r->idx[i]. CIN_E_INVAL (nothing written) for another
+ * k, a negative index or a missing label. */
+int csv_sink_write(csv_sink *s, const sink_result *r, cin_err *err);
 
 /* Writes rows that have waited flush_every seconds; now is monotonic seconds. */
 int csv_sink_tick(csv_sink *s, double now, cin_err *err);

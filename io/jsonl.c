@@ -124,19 +124,24 @@ static int jsonl_emit(jsonl_sink *s, const json_t *rec, cin_err *err)
     return urfile_append(s->f, s->line, n + 1, err);
 }
 
-int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
-                int k, const char *const *labels, double latency_ms, cin_err *err)
+int jsonl_write(jsonl_sink *s, const sink_result *r, cin_err *err)
 {
-    json_t *topk = NULL;
-    int rc = jsonl_topk(s, idx, score, k, labels, &topk, err);
-    if (rc)
+    json_t *topk = NULL, *source = json_string(r->source ? r->source : "");
+    if (!source)
+        return cin_err_set(err, CIN_E_INVAL, "%s: source id is not valid UTF-8", s->name);
+    int rc = jsonl_topk(s, r->idx, r->score, r->k, r->labels, &topk, err);
+    if (rc) {
+        json_decref(source);
         return rc;
+    }
     json_t *rec = json_object();
     int bad = !rec;
-    bad |= json_object_set_new(rec, "frame", json_integer((json_int_t)frame));
-    bad |= json_object_set_new(rec, "pts", jsonl_real(pts));
+    bad |= json_object_set_new(rec, "source", source);
+    bad |= json_object_set_new(rec, "frame", json_integer((json_int_t)r->frame));
+    bad |= json_object_set_new(rec, "pts", jsonl_real(r->pts));
+    bad |= json_object_set_new(rec, "wall", jsonl_real(r->wall));
     bad |= json_object_set_new(rec, "topk", topk);
-    bad |= json_object_set_new(rec, "latency_ms", jsonl_real(latency_ms));
+    bad |= json_object_set_new(rec, "latency_ms", jsonl_real(r->latency_ms));
     rc = bad ? jsonl_nomem(s, err) : jsonl_emit(s, rec, err);
     json_decref(rec);
     return rc;

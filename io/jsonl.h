@@ -6,10 +6,10 @@
  *     jsonl_sink *s;
  *     if (jsonl_open("results.jsonl", 0.25, &s, &err) != 0)  // "-" writes to stdout
  *         return err.code;
- *     jsonl_write(s, 41, 4.1, idx, score, 5, names, 3.2, &err);
+ *     jsonl_write(s, &result, &err);                          // see result.h
  *     jsonl_tick(s, now_seconds, &err);                       // once a frame
- *     // {"frame":41,"pts":4.1,"topk":[{"label":"abseiling","index":0,"score":0.13},...],
- *     //  "latency_ms":3.2}
+ *     // {"source":"cam1","frame":41,"pts":4.1,"wall":1764820800.125,
+ *     //  "topk":[{"label":"abseiling","index":0,"score":0.13},...],"latency_ms":3.2}
  *     jsonl_close(s, &err);
  *
  * A sink is not thread-safe: one thread writes to it at a time.
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "result.h"
 
 typedef struct jsonl_sink jsonl_sink;
 
@@ -27,14 +28,12 @@ typedef struct jsonl_sink jsonl_sink;
  * flush_every. Returns 0 or CIN_E_IO / CIN_E_NOMEM; *out is NULL on error. */
 int jsonl_open(const char *path, double flush_every, jsonl_sink **out, cin_err *err);
 
-/* Appends one line: frame number, presentation time in seconds, the k classes idx[i] with
- * their score[i], and the latency of this output in milliseconds. labels, when not NULL, is
- * indexed by class and adds "label" to each entry (it must hold every idx[i]; each label must be
- * UTF-8, else CIN_E_INVAL and nothing is written). Scores print with the fewest digits that
- * read back as the same float; a non-finite number prints as null. Returns 0, CIN_E_INVAL,
- * CIN_E_IO or CIN_E_NOMEM. */
-int jsonl_write(jsonl_sink *s, int64_t frame, double pts, const int *idx, const float *score,
-                int k, const char *const *labels, double latency_ms, cin_err *err);
+/* Appends one line for r: {"source", "frame", "pts", "wall", "topk": [{"label", "index",
+ * "score"}, ...], "latency_ms"}. r->labels, when not NULL, adds "label" to each entry (it must
+ * hold every r->idx[i]; each label and the source id must be UTF-8, else CIN_E_INVAL and
+ * nothing is written). Scores print with the fewest digits that read back as the same float;
+ * a non-finite number prints as null. Returns 0, CIN_E_INVAL, CIN_E_IO or CIN_E_NOMEM. */
+int jsonl_write(jsonl_sink *s, const sink_result *r, cin_err *err);
 
 /* Writes lines that have waited flush_every seconds (urfile_tick); now is monotonic seconds.
  * Returns 0 or CIN_E_IO. */

@@ -61,8 +61,8 @@ static const struct pcfg_arch {
 static const char *const pcfg_top_keys[] = {
     "source", "preprocess", "model", "postprocess", "sinks", NULL};
 static const char *const pcfg_source_keys[] = {
-    "type", "uri", "path", "format", "score", "open_timeout", "read_timeout", "rtsp_transport",
-    "size", "rate", "pixel_format", "reconnect", NULL};
+    "type", "id", "uri", "path", "format", "score", "open_timeout", "read_timeout",
+    "rtsp_transport", "size", "rate", "pixel_format", "reconnect", NULL};
 static const char *const pcfg_reconnect_keys[] = {"initial", "max", "attempts", NULL};
 static const char *const pcfg_transports[] = {"tcp", "udp", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std",
@@ -681,6 +681,9 @@ static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
     if (!rc && score && type != PIPE_SOURCE_SKELETON)
         return pcfg_fail(top->ctx, score, "source.score", "only for type skeleton");
     rc = rc ? rc : pcfg_get_bool(&m, "score", &c->source.score);
+    rc = rc ? rc : pcfg_get_str(&m, "id", 0, &c->source.id);
+    if (!rc && !c->source.id && !(c->source.id = strdup("0")))
+        rc = pcfg_nomem(top->ctx);
     return rc ? rc : pcfg_parse_live(&m, c);
 }
 
@@ -1239,6 +1242,7 @@ void pipe_config_free(pipe_config *c)
         return;
     free(c->path);
     free(c->source.uri);
+    free(c->source.id);
     free(c->source.rtsp_transport);
     free(c->source.pixel_format);
     for (pipe_model *m = &c->model; m; m = m->head) {

@@ -68,6 +68,7 @@ typedef struct pipe_config {
     struct {
         pipe_source_type type;
         char *uri;              /* source.uri (video, features) or source.path (npy) */
+        char *id;               /* source.id, named in every result; "0" by default */
         pipe_format format;     /* features, skeleton: how records are written */
         int score;              /* skeleton rows: the model's last value is the score */
         /* video: live sources (network uris, devices); resolved, so 0 means none */

@@ -413,6 +413,14 @@ static int close_sinks(run *r, int keep, cin_err *err)
     return first;
 }
 
+/* Seconds since the Unix epoch, to the millisecond, as results carry it. */
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return round(((double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6)) / 1e3;
+}
+
 /* One row per input frame to npy sinks (NaN when the frame gave no output); one line per
  * output to JSON-lines and CSV sinks. */
 static int write_result(run *r, int64_t index, double pts, int have, double ms, cin_err *err)
@@ -425,7 +433,9 @@ static int write_result(run *r, int64_t index, double pts, int have, double ms, 
             post_softmax(r->scores, n);
         post_topk(r->scores, n, k, r->top_idx, r->top_val);
     }
-    const char *const *names = r->labels ? post_labels_array(r->labels) : NULL;
+    sink_result res = {.source = c->source.id, .frame = index, .pts = pts, .wall = wall_now(),
+                       .latency_ms = ms, .k = k, .idx = r->top_idx, .score = r->top_val,
+                       .labels = r->labels ? post_labels_array(r->labels) : NULL};
     for (int i = 0; i < r->out.n; i++) {
         int rc = 0;
         if (r->out.npy[i]) {
@@ -435,11 +445,9 @@ static int write_result(run *r, int64_t index, double pts, int have, double ms, 
                 rc = npy_writer_flush(r->out.npy[i], err);
         }
         else if (have && r->out.jsonl[i])
-            rc = jsonl_write(r->out.jsonl[i], index, pts, r->top_idx, r->top_val, k, names, ms,
-                             err);
+            rc = jsonl_write(r->out.jsonl[i], &res, err);
         else if (have)
-            rc = csv_sink_write(r->out.csv[i], index, pts, r->top_idx, r->top_val, names, ms,
-                                err);
+            rc = csv_sink_write(r->out.csv[i], &res, err);
         if (rc)
             return rc;
     }

@@ -126,6 +126,7 @@ static void test_absent_keys_take_defaults(void)
     CU_ASSERT_EQUAL(c->sinks[0].type, PIPE_SINK_JSONL);
     CU_ASSERT_STRING_EQUAL(c->sinks[0].path, "-");
     CU_ASSERT_DOUBLE_EQUAL(c->sinks[0].flush, PIPE_DEFAULT_FLUSH, 0.0);
+    CU_ASSERT_STRING_EQUAL(c->source.id, "0");
     pipe_config_free(c);
 }
 
@@ -552,6 +553,21 @@ static void test_random_mutations_never_crash(void)
     }
 }
 
+/* source.id names the source in every result; it must be a non-empty string. */
+static void test_source_id_is_read_and_must_not_be_empty(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(load_text("source: {uri: a.mp4, id: door-cam}\nmodel: {arch: x3d, size: s}\n",
+                              &path, &c, &err) == 0);
+    CU_ASSERT_STRING_EQUAL(c->source.id, "door-cam");
+    pipe_config_free(c);
+    CU_ASSERT_EQUAL(load_text("source: {uri: a.mp4, id: ''}\nmodel: {arch: x3d, size: s}\n",
+                              &path, &c, &err), CIN_E_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "source.id: expected a non-empty string"));
+}
+
 /* Every pipeline shipped in pipelines/examples/ and bench/ loads (tests run in tests/). */
 static void test_shipped_pipelines_load(void)
 {
@@ -583,6 +599,7 @@ int test_config_register(void)
     } tests[] = {
         {"example_parses_to_expected_struct", test_example_parses_to_expected_struct},
         {"shipped_pipelines_load", test_shipped_pipelines_load},
+        {"source_id_is_read_and_must_not_be_empty", test_source_id_is_read_and_must_not_be_empty},
         {"absent_keys_take_defaults", test_absent_keys_take_defaults},
         {"null_values_mean_absent", test_null_values_mean_absent},
         {"every_setting_is_read", test_every_setting_is_read},

@@ -16,6 +16,23 @@ static const char *const labels[4] = {
     "tab\there\nnewline",
 };
 
+/* A result of source "cam1" at wall time 1764820800.125. */
+static sink_result result(int64_t frame, double pts, const int *idx, const float *score, int k,
+                          const char *const *names, double ms)
+{
+    return (sink_result){.source = "cam1", .frame = frame, .pts = pts, .wall = 1764820800.125,
+                         .latency_ms = ms, .k = k, .idx = idx, .score = score,
+                         .labels = names};
+}
+
+static int write_one(jsonl_sink *s, int64_t frame, double pts, const int *idx,
+                     const float *score, int k, const char *const *names, double ms,
+                     cin_err *err)
+{
+    sink_result r = result(frame, pts, idx, score, k, names, ms);
+    return jsonl_write(s, &r, err);
+}
+
 /* The file's lines, parsed; returns how many (at most max). */
 static int read_back(const char *path, json_t **lines, int max, char *raw, size_t raw_cap)
 {
@@ -54,7 +71,7 @@ static void test_three_records_read_back_with_escaped_labels(void)
     float score[3][2] = {{0.13f, 0.05f}, {0.7f, 0.2f}, {0.5f, 0.5f}};
     CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
     for (int r = 0; r < 3; r++)
-        CU_ASSERT(jsonl_write(s, 40 + r, (40 + r) / 10.0, idx[r], score[r], 2, labels,
+        CU_ASSERT(write_one(s, 40 + r, (40 + r) / 10.0, idx[r], score[r], 2, labels,
                               3.2 + r, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
@@ -64,6 +81,9 @@ static void test_three_records_read_back_with_escaped_labels(void)
     for (int r = 0; r < 3; r++) {
         json_t *o = lines[r];
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "frame")), 40 + r);
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "source")), "cam1");
+        CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(o, "wall")), 1764820800.125,
+                               1e-6);
         CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(o, "pts")), (40 + r) / 10.0,
                                1e-12);
         CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(o, "latency_ms")), 3.2 + r,
@@ -84,7 +104,7 @@ static void test_labels_are_omitted_when_null(void)
     int idx[1] = {7};
     float score[1] = {1.5f};
     CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
-    CU_ASSERT(jsonl_write(s, 0, 0.0, idx, score, 1, NULL, 0.5, &err) == 0);
+    CU_ASSERT(write_one(s, 0, 0.0, idx, score, 1, NULL, 0.5, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
     json_t *line;
@@ -102,14 +122,15 @@ static void test_numbers_print_in_shortest_form(void)
     int idx[1] = {0};
     float score[1] = {0.13f};
     CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
-    CU_ASSERT(jsonl_write(s, 41, 4.1, idx, score, 1, labels, 3.2, &err) == 0);
+    CU_ASSERT(write_one(s, 41, 4.1, idx, score, 1, labels, 3.2, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
     json_t *line;
     char raw[1024];
     CU_ASSERT_EQUAL_FATAL(read_back(path, &line, 1, raw, sizeof raw), 1);
     json_decref(line);
-    CU_ASSERT_STRING_EQUAL(raw, "{\"frame\": 41, \"pts\": 4.1, \"topk\": [{\"label\": "
+    CU_ASSERT_STRING_EQUAL(raw, "{\"source\": \"cam1\", \"frame\": 41, \"pts\": 4.1, "
+                                "\"wall\": 1764820800.125, \"topk\": [{\"label\": "
                                 "\"abseiling\", \"index\": 0, \"score\": 0.13}], "
                                 "\"latency_ms\": 3.2}\n");
 }
@@ -122,7 +143,7 @@ static void test_non_finite_numbers_print_as_null(void)
     int idx[1] = {0};
     float score[1] = {NAN};
     CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
-    CU_ASSERT(jsonl_write(s, 1, INFINITY, idx, score, 1, NULL, 1.0, &err) == 0);
+    CU_ASSERT(write_one(s, 1, INFINITY, idx, score, 1, NULL, 1.0, &err) == 0);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
     json_t *line;
@@ -143,10 +164,10 @@ static void test_bad_label_or_index_writes_nothing(void)
     int idx[2] = {0, 1}, neg[1] = {-1};
     float score[2] = {0.6f, 0.4f};
     CU_ASSERT_FATAL(jsonl_open(path, 0.0, &s, &err) == 0);
-    CU_ASSERT_EQUAL(jsonl_write(s, 0, 0.0, idx, score, 2, bad_labels, 1.0, &err),
+    CU_ASSERT_EQUAL(write_one(s, 0, 0.0, idx, score, 2, bad_labels, 1.0, &err),
                     CIN_E_INVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "not valid UTF-8"));
-    CU_ASSERT_EQUAL(jsonl_write(s, 0, 0.0, neg, score, 1, NULL, 1.0, &err), CIN_E_INVAL);
+    CU_ASSERT_EQUAL(write_one(s, 0, 0.0, neg, score, 1, NULL, 1.0, &err), CIN_E_INVAL);
     CU_ASSERT_FATAL(jsonl_close(s, &err) == 0);
 
     json_t *line;

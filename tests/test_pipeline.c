@@ -449,7 +449,7 @@ static void test_csv_and_jsonl_sinks_carry_the_same_results(void)
 {
     write_frames(tu_tmp_path("csv.npy"), 36, 64);
     const char *yaml = write_yaml("csv.yaml",
-        "source: {path: csv.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "source: {path: csv.npy, id: lab-2}\npreprocess: {crop: 64, resize: 64}\n"
         "model: {arch: x3d, size: xs}\npostprocess: {topk: 2}\n"
         "sinks: [{type: jsonl, path: csv.jsonl, flush: 10}, {type: csv, path: out.csv}]\n");
     pipe_stats st;
@@ -463,7 +463,8 @@ static void test_csv_and_jsonl_sinks_carry_the_same_results(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(ctext);
     char *csave, *jsave;
     char *row = strtok_r(ctext, "\n", &csave);
-    CU_ASSERT(row && !strcmp(row, "frame,pts,latency_ms,index_1,score_1,index_2,score_2"));
+    CU_ASSERT(row && !strcmp(row, "source,frame,pts,wall,latency_ms,index_1,score_1,index_2,"
+                                  "score_2"));
     int rows = 0, same = 0;
     for (char *line = strtok_r(jtext, "\n", &jsave); line; line = strtok_r(NULL, "\n", &jsave)) {
         row = strtok_r(NULL, "\n", &csave);
@@ -471,8 +472,12 @@ static void test_csv_and_jsonl_sinks_carry_the_same_results(void)
         json_t *top = json_array_get(json_object_get(j, "topk"), 0);
         long long frame, index;
         rows += row != NULL;
-        if (row && sscanf(row, "%lld,%*[^,],%*[^,],%lld,", &frame, &index) == 2)
-            same += frame == json_integer_value(json_object_get(j, "frame")) &&
+        char source[16];
+        if (row && sscanf(row, "%15[^,],%lld,%*[^,],%*[^,],%*[^,],%lld,", source, &frame,
+                          &index) == 3)
+            same += !strcmp(source, "lab-2") &&
+                    !strcmp(source, json_string_value(json_object_get(j, "source"))) &&
+                    frame == json_integer_value(json_object_get(j, "frame")) &&
                     index == json_integer_value(json_object_get(top, "index"));
         json_decref(j);
     }
