@@ -158,22 +158,32 @@ static int lines_split_host(const char *hostport, char *host, size_t cap, long *
     return 0;
 }
 
-/* The host must be numeric: opening a stream never waits on a name lookup. */
-static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
+/* The address of "<scheme>://HOST:PORT" for a socket of type socktype. The host must be
+ * numeric: opening a stream never waits on a name lookup. The caller frees *ai. */
+static int lines_resolve(const char *uri, const char *scheme, int socktype,
+                         struct addrinfo **ai, cin_err *err)
 {
     char host[INET6_ADDRSTRLEN + 1], port[8];
     long port_no;
-    if (lines_split_host(uri + strlen("tcp://"), host, sizeof host, &port_no) != 0)
-        return cin_err_set(err, CIN_E_INVAL, "%s: expected tcp://HOST:PORT", uri);
+    if (lines_split_host(uri + strlen(scheme) + 3, host, sizeof host, &port_no) != 0)
+        return cin_err_set(err, CIN_E_INVAL, "%s: expected %s://HOST:PORT", uri, scheme);
     snprintf(port, sizeof port, "%ld", port_no);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    struct addrinfo *ai;
-    int gai = getaddrinfo(host, port, &hints, &ai);
+    struct addrinfo hints = {.ai_socktype = socktype,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    int gai = getaddrinfo(host, port, &hints, ai);
     if (gai != 0)
         return cin_err_set(err, CIN_E_INVAL, "%s: host is not a numeric address: %s", uri,
                            gai_strerror(gai));
-    int rc = lines_dial(uri, ai->ai_addr, ai->ai_addrlen, fd, err);
+    return 0;
+}
+
+static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
+{
+    struct addrinfo *ai;
+    int rc = lines_resolve(uri, "tcp", SOCK_STREAM, &ai, err);
+    if (rc)
+        return rc;
+    rc = lines_dial(uri, ai->ai_addr, ai->ai_addrlen, fd, err);
     freeaddrinfo(ai);
     return rc;
 }
@@ -181,19 +191,10 @@ static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
 /* udp://HOST:PORT binds that local address and takes the datagrams sent to it. */
 static int lines_open_udp(const char *uri, int *fd, cin_err *err)
 {
-    char host[INET6_ADDRSTRLEN + 1], port[8];
-    long port_no;
-    if (lines_split_host(uri + strlen("udp://"), host, sizeof host, &port_no) != 0)
-        return cin_err_set(err, CIN_E_INVAL, "%s: expected udp://HOST:PORT", uri);
-    snprintf(port, sizeof port, "%ld", port_no);
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai;
-    int gai = getaddrinfo(host, port, &hints, &ai);
-    if (gai != 0)
-        return cin_err_set(err, CIN_E_INVAL, "%s: host is not a numeric address: %s", uri,
-                           gai_strerror(gai));
-    int rc = 0;
+    int rc = lines_resolve(uri, "udp", SOCK_DGRAM, &ai, err);
+    if (rc)
+        return rc;
     *fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (*fd < 0 || bind(*fd, ai->ai_addr, ai->ai_addrlen) != 0)
         rc = cin_err_set(err, CIN_E_IO, "%s: cannot %s: %s", uri, *fd < 0 ? "create a socket"
