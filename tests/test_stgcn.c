@@ -99,22 +99,11 @@ static int golden_open(const char *path, golden *g)
 /* The golden's input [T][C][V][M] as model frames [T][C][1][M * V]. */
 static float *golden_frames(const golden *g)
 {
-    enum { C = 3, V = 25, M = 2 };
-    size_t n = (size_t)g->frames * C * V * M;
-    float *tcvm = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n);
-    cin_seeded_fill(tcvm, n, g->iseed, "input", -1.0, 1.0);
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += tcvm[i];
+    double sum;
+    float *x = tu_skeleton_input(g->frames, g->iseed, &sum);
     const char *want = st_meta(g->f, "input_sum");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
     CU_ASSERT(want && fabs(sum - atof(want)) < 1e-3);
-    for (int t = 0; t < g->frames; t++)
-        for (int c = 0; c < C; c++)
-            for (int v = 0; v < V; v++)
-                for (int m = 0; m < M; m++)
-                    x[(((size_t)t * C + c) * M + m) * V + v] =
-                        tcvm[(((size_t)t * C + c) * V + v) * M + m];
-    free(tcvm);
     return x;
 }
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "seeded.h"
+
 double tu_rel_err(const float *a, const float *b, size_t n)
 {
     double max_b = 1.0, max_d = 0.0;
@@ -79,4 +81,28 @@ int tu_write_file(const char *path, const void *data, size_t len)
         return -1;
     size_t w = fwrite(data, 1, len, f);
     return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+float *tu_skeleton_input(int frames, uint64_t seed, double *sum)
+{
+    enum { C = 3, V = 25, M = 2 };
+    size_t n = (size_t)frames * C * V * M;
+    float *tcvm = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n);
+    if (!tcvm || !x) {
+        free(tcvm);
+        free(x);
+        return NULL;
+    }
+    cin_seeded_fill(tcvm, n, seed, "input", -1.0, 1.0);
+    *sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        *sum += tcvm[i];
+    for (int t = 0; t < frames; t++)
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < V; v++)
+                for (int m = 0; m < M; m++)
+                    x[(((size_t)t * C + c) * M + m) * V + v] =
+                        tcvm[(((size_t)t * C + c) * V + v) * M + m];
+    free(tcvm);
+    return x;
 }
