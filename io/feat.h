@@ -29,7 +29,7 @@
 #ifndef CIN_FEAT_H
 #define CIN_FEAT_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -49,7 +49,7 @@ typedef struct feat_opts {
     feat_format format;
     feat_warn_fn warn;    /* told about each skipped line; may be NULL */
     void *warn_user;
-    const volatile sig_atomic_t *stop;  /* as lines_opts.stop; may be NULL */
+    const atomic_int *stop;    /* as lines_opts.stop; may be NULL */
 } feat_opts;
 
 typedef struct feat_src feat_src;

@@ -20,12 +20,13 @@
 #include <unistd.h>
 
 #define LINES_FIRST_CAP ((size_t)64 << 10)
+#define LINES_STOP_SLICE_NS 50000000L   /* a stop flag is looked at every 50 ms */
 
 struct lines_src {
     int fd;
     int own_fd;                 /* 0 for stdin, which stays open */
     int datagrams;              /* udp://: each read is one datagram, which ends a line */
-    const volatile sig_atomic_t *stop;
+    const atomic_int *stop;
     int have_ring;
     struct io_uring ring;       /* one read in flight at a time */
     lines_warn_fn warn;
@@ -329,18 +330,20 @@ static int lines_stopped(const lines_src *s)
     return s->stop && *s->stop;
 }
 
-/* Submits one request and waits for it: its result, or a negative errno; -ECANCELED when a
- * signal interrupts the wait and the stop flag is set (the request is cancelled at close). */
+/* Submits one request and waits for it: its result, or a negative errno; -ECANCELED once the
+ * stop flag is set (the request is cancelled at close). The wait is cut into slices so that a
+ * flag set by another thread, with no signal to interrupt it, is seen within one slice. */
 static int lines_ring_wait(lines_src *s)
 {
     int rc = io_uring_submit(&s->ring);
     if (rc != 1)
         return rc < 0 ? rc : -EIO;
     struct io_uring_cqe *cqe;
-    do
-        rc = io_uring_wait_cqe(&s->ring, &cqe);
-    while (rc == -EINTR && !lines_stopped(s));
-    if (rc == -EINTR)
+    do {
+        struct __kernel_timespec slice = {0, LINES_STOP_SLICE_NS};
+        rc = io_uring_wait_cqe_timeout(&s->ring, &cqe, &slice);
+    } while ((rc == -EINTR || rc == -ETIME) && !lines_stopped(s));
+    if (rc == -EINTR || rc == -ETIME)
         return -ECANCELED;
     if (rc < 0)
         return rc;

@@ -29,7 +29,7 @@
 #ifndef CIN_LINES_H
 #define CIN_LINES_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,9 +43,9 @@ typedef struct lines_opts {
     size_t max_line;        /* longest line kept, in bytes without its newline; >= 1 */
     lines_warn_fn warn;     /* told about each skipped line and each lines_warn; may be NULL */
     void *warn_user;
-    const volatile sig_atomic_t *stop;  /* a read waiting for input gives up when a signal
-                                           interrupts it and *stop is set: the input ends
-                                           there; may be NULL */
+    const atomic_int *stop; /* a read waiting for input gives up within 50 ms of *stop
+                               being set (by a signal handler or another thread): the input
+                               ends there; may be NULL */
 } lines_opts;
 
 typedef struct lines_src lines_src;

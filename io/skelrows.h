@@ -68,7 +68,7 @@
 #ifndef CIN_SKELROWS_H
 #define CIN_SKELROWS_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -98,7 +98,7 @@ typedef struct skelrows_opts {
                                < 0: gaps are never filled */
     skelrows_warn_fn warn;  /* told about each skipped or dropped line; may be NULL */
     void *warn_user;
-    const volatile sig_atomic_t *stop;  /* as lines_opts.stop; may be NULL */
+    const atomic_int *stop;    /* as lines_opts.stop; may be NULL */
 } skelrows_opts;
 
 /* What a source has seen so far. */

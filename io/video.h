@@ -46,7 +46,7 @@
 #ifndef CIN_IO_VIDEO_H
 #define CIN_IO_VIDEO_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -67,7 +67,7 @@ typedef struct video_opts {
     double rate;                /* V4L2: requested frames per second; 0 = the device's */
     const char *pixel_format;   /* V4L2: a libav pixel format or codec name ("yuyv422",
                                    "mjpeg"); NULL = the device's */
-    const volatile sig_atomic_t *stop;  /* when non-zero, a blocked open or read gives up at
+    const atomic_int *stop;    /* when non-zero, a blocked open or read gives up at
                                            once (CIN_E_IO); NULL: never */
 } video_opts;
 

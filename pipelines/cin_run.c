@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,18 @@
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
-/* Set by SIGINT/SIGTERM: the run ends after the frame in hand, sinks are flushed and closed.
- * A signal handler can only reach a static flag; it is the one piece of global state. */
-static volatile sig_atomic_t stop_requested;
+/* Set by SIGINT/SIGTERM: the sources stop, the frames read are stepped, sinks are flushed and
+ * closed. A signal handler can only reach a static flag; it is the one piece of global state.
+ * A lock-free atomic may be stored from a handler (C11 7.14.1.1) and read by every thread. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free");
+static atomic_int stop_requested;
 
 /* Either signal, once, restores the default action of both (sigaction is async-signal-safe),
  * so that the next SIGINT or SIGTERM ends the process at once. */
 static void request_stop(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    atomic_store(&stop_requested, 1);
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigaction(SIGINT, &dfl, NULL);
     sigaction(SIGTERM, &dfl, NULL);
@@ -79,14 +82,29 @@ static void note_seeded(const pipe_config *c)
             (unsigned long long)c->model.seed);
 }
 
-/* The one-line summary; a run that failed says nothing of why it had no output, as its error
- * line has. */
+static void stream_line(const char *when, const pipe_stream_stats *s)
+{
+    fprintf(stderr, "cin-run: %s%s: in %.1f fps, out %.1f fps, step p50 %.2f ms p99 %.2f ms, "
+            "end to end p99 %.2f ms, queue %d/%d, %lld drop%s, %lld reconnect%s%s\n", when,
+            s->id, s->fps_in, s->fps_out, s->step_p50_ms, s->step_p99_ms, s->e2e_p99_ms,
+            s->queue, s->queue_cap, (long long)s->drops, s->drops == 1 ? "" : "s",
+            (long long)s->reconnects, s->reconnects == 1 ? "" : "s",
+            s->failed ? ", failed" : "");
+}
+
+/* The one-line summary, and a line per stream when there are several; a run that failed
+ * says nothing of why it had no output, as its error line has. */
 static void summary(const pipe_stats *s, int failed)
 {
     double fps = s->seconds > 0 ? (double)s->frames / s->seconds : 0.0;
     fprintf(stderr, "cin-run: %lld frames, %lld output%s, %.1f fps, latency p50 %.2f ms "
             "p99 %.2f ms", (long long)s->frames, (long long)s->outputs,
             s->outputs == 1 ? "" : "s", fps, s->p50_ms, s->p99_ms);
+    if (s->n_streams > 1)
+        fprintf(stderr, ", %d streams on %d worker%s", s->n_streams, s->workers,
+                s->workers == 1 ? "" : "s");
+    if (s->drops)
+        fprintf(stderr, ", %lld frames dropped (overload)", (long long)s->drops);
     if (s->damaged)
         fprintf(stderr, ", %lld damaged packets skipped", (long long)s->damaged);
     if (s->reconnects)
@@ -100,6 +118,8 @@ static void summary(const pipe_stats *s, int failed)
         fprintf(stderr, ", %lld persons not normalised (root or bone missing)",
                 (long long)s->unnormalised);
     fputc('\n', stderr);
+    for (int i = 0; s->n_streams > 1 && i < s->n_streams; i++)
+        stream_line("stream ", &s->stream[i]);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
     if (s->outputs == 0 && !s->stopped && !failed)
@@ -113,27 +133,50 @@ typedef struct cli {
     const char *path, *stats_json;
 } cli;
 
-/* One line on stderr every --status seconds (not with --quiet). */
+/* One line per stream on stderr every --status seconds (not with --quiet). */
 static void status_line(void *user, const pipe_status *s)
 {
+    char when[32];
     (void)user;
-    fprintf(stderr, "cin-run: %.0f s: %lld frames, in %.1f fps, out %.1f fps, latency p50 %.2f ms "
-            "p99 %.2f ms, %lld reconnects\n", s->seconds, (long long)s->frames, s->fps_in,
-            s->fps_out, s->p50_ms, s->p99_ms, (long long)s->reconnects);
+    snprintf(when, sizeof when, "%.0f s: ", s->seconds);
+    for (int i = 0; i < s->n_streams; i++)
+        stream_line(when, &s->stream[i]);
+}
+
+static json_t *latency_json(double p50, double p99, double max)
+{
+    return json_pack("{s:f, s:f, s:f}", "p50", p50, "p99", p99, "max", max);
+}
+
+static json_t *stream_json(const pipe_stream_stats *s)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:i, s:b}", "id",
+                     s->id, "frames_in", (json_int_t)s->frames_in, "frames",
+                     (json_int_t)s->frames, "outputs", (json_int_t)s->outputs, "drops",
+                     (json_int_t)s->drops, "reconnects", (json_int_t)s->reconnects, "fps_in",
+                     s->fps_in, "fps_out", s->fps_out, "step_ms",
+                     latency_json(s->step_p50_ms, s->step_p99_ms, s->step_max_ms), "e2e_ms",
+                     latency_json(s->e2e_p50_ms, s->e2e_p99_ms, s->e2e_max_ms), "queue",
+                     s->queue_cap, "failed", s->failed);
 }
 
 /* --stats-json FILE: the summary's figures as one JSON object (written with jansson). */
 static int write_stats(const char *file, const pipe_stats *s, int rc)
 {
-    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, s:I, s:I, s:I, "
-                          "s:i, s:b, s:b}", "frames", (json_int_t)s->frames, "outputs",
-                          (json_int_t)s->outputs, "seconds", s->seconds, "latency_ms", "p50",
-                          s->p50_ms, "p90", s->p90_ms, "p99", s->p99_ms, "max", s->max_ms,
-                          "damaged", (json_int_t)s->damaged, "reconnects",
-                          (json_int_t)s->reconnects, "skipped", (json_int_t)s->skipped,
-                          "masked", (json_int_t)s->masked, "unnormalised",
-                          (json_int_t)s->unnormalised, "delay", s->delay, "stopped",
-                          s->stopped, "ok", rc == 0);
+    json_t *streams = json_array();
+    for (int i = 0; streams && i < s->n_streams; i++)
+        json_array_append_new(streams, stream_json(&s->stream[i]));
+    json_t *j = json_pack("{s:I, s:I, s:f, s:{s:f, s:f, s:f, s:f}, s:f, s:I, s:I, s:I, s:I, "
+                          "s:I, s:I, s:i, s:i, s:b, s:b, s:o}", "frames", (json_int_t)s->frames,
+                          "outputs", (json_int_t)s->outputs, "seconds", s->seconds,
+                          "latency_ms", "p50", s->p50_ms, "p90", s->p90_ms, "p99", s->p99_ms,
+                          "max", s->max_ms, "e2e_p99_ms", s->e2e_p99_ms, "drops",
+                          (json_int_t)s->drops, "damaged", (json_int_t)s->damaged,
+                          "reconnects", (json_int_t)s->reconnects, "skipped",
+                          (json_int_t)s->skipped, "masked", (json_int_t)s->masked,
+                          "unnormalised", (json_int_t)s->unnormalised, "delay", s->delay,
+                          "workers", s->workers, "stopped", s->stopped, "ok", rc == 0,
+                          "streams", streams);
     errno = 0;
     int bad = !j || json_dump_file(j, file, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0;
     json_decref(j);

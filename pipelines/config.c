@@ -29,6 +29,8 @@
 #define PCFG_MAX_CLASSES 100000
 #define PCFG_MAX_JOINTS 256
 #define PCFG_MAX_TIMEOUT 86400      /* seconds, for timeouts and reconnect waits */
+#define PCFG_MAX_QUEUE 1024         /* frames a source decodes ahead */
+#define PCFG_MAX_WORKERS 64
 
 typedef struct pcfg_ctx {
     const char *file;               /* the path as given, for messages */
@@ -59,10 +61,12 @@ static const struct pcfg_arch {
 #define PCFG_N_ARCHS (int)(sizeof pcfg_archs / sizeof pcfg_archs[0])
 
 static const char *const pcfg_top_keys[] = {
-    "source", "preprocess", "model", "postprocess", "sinks", NULL};
+    "source", "sources", "workers", "preprocess", "model", "postprocess", "sinks", NULL};
 static const char *const pcfg_source_keys[] = {
     "type", "id", "uri", "path", "format", "score", "open_timeout", "read_timeout",
-    "rtsp_transport", "size", "rate", "pixel_format", "reconnect", NULL};
+    "rtsp_transport", "size", "rate", "pixel_format", "reconnect", "queue", "overload",
+    "realtime", NULL};
+static const char *const pcfg_overloads[] = {"keep-newest", "block", NULL};
 static const char *const pcfg_reconnect_keys[] = {"initial", "max", "attempts", NULL};
 static const char *const pcfg_transports[] = {"tcp", "udp", NULL};
 static const char *const pcfg_pre_keys[] = {"fps", "resize", "crop", "mean", "std",
@@ -521,22 +525,24 @@ static pipe_format pcfg_skeleton_format(const char *uri)
     return PIPE_FORMAT_JSONL;
 }
 
-/* source.format: features take jsonl or csv; skeletons any, by default from the uri. */
-static int pcfg_parse_format(const pcfg_map *m, pipe_config *c)
+/* format: features take jsonl or csv; skeletons any, by default from the uri. */
+static int pcfg_parse_format(const pcfg_map *m, pipe_source *s)
 {
+    char field[PCFG_FIELD_MAX];
     yaml_node_t *v = pcfg_find(m, "format");
-    int type = c->source.type, fmt = -1;
+    int type = s->type, fmt = -1;
     if (!v) {
-        c->source.format = type == PIPE_SOURCE_SKELETON ? pcfg_skeleton_format(c->source.uri)
-                                                        : PIPE_FORMAT_JSONL;
+        s->format = type == PIPE_SOURCE_SKELETON ? pcfg_skeleton_format(s->uri)
+                                                 : PIPE_FORMAT_JSONL;
         return 0;
     }
+    pcfg_field(field, m->name, "format");
     if (type != PIPE_SOURCE_FEATURES && type != PIPE_SOURCE_SKELETON)
-        return pcfg_fail(m->ctx, v, "source.format", "only for types features and skeleton");
+        return pcfg_fail(m->ctx, v, field, "only for types features and skeleton");
     int rc = pcfg_get_choice(m, "format", pcfg_formats, &fmt);
     if (!rc && type == PIPE_SOURCE_FEATURES && fmt > PIPE_FORMAT_CSV)
-        rc = pcfg_expected(m->ctx, v, "source.format", "jsonl or csv (for type features)");
-    c->source.format = (pipe_format)fmt;
+        rc = pcfg_expected(m->ctx, v, field, "jsonl or csv (for type features)");
+    s->format = (pipe_format)fmt;
     return rc;
 }
 
@@ -586,105 +592,188 @@ static int pcfg_get_size(const pcfg_map *m, const char *key, int *w, int *h)
     return 0;
 }
 
-/* source.reconnect: false, true, or {initial, max, attempts}; live sources only. */
-static int pcfg_parse_reconnect(const pcfg_map *src, pipe_config *c)
+static int pcfg_is_live(const pipe_source *s)
 {
+    return s->type == PIPE_SOURCE_VIDEO && video_uri_is_live(s->uri);
+}
+
+/* reconnect: false, true, or {initial, max, attempts}; live sources only. */
+static int pcfg_parse_reconnect(const pcfg_map *src, pipe_source *s)
+{
+    char name[PCFG_FIELD_MAX], field[PCFG_FIELD_MAX];
     yaml_node_t *v = pcfg_find(src, "reconnect");
-    int live = c->source.type == PIPE_SOURCE_VIDEO && video_uri_is_live(c->source.uri);
-    c->source.reconnect.on = live;
-    c->source.reconnect.initial = PIPE_DEFAULT_RECONNECT_INITIAL;
-    c->source.reconnect.max = PIPE_DEFAULT_RECONNECT_MAX;
+    s->reconnect.on = pcfg_is_live(s);
+    s->reconnect.initial = PIPE_DEFAULT_RECONNECT_INITIAL;
+    s->reconnect.max = PIPE_DEFAULT_RECONNECT_MAX;
     if (!v)
         return 0;
-    if (!live)
-        return pcfg_fail(src->ctx, v, "source.reconnect", "only for live video sources "
-                         "(network uris and /dev/ devices); a file ends at its end");
+    pcfg_field(name, src->name, "reconnect");
+    if (!pcfg_is_live(s))
+        return pcfg_fail(src->ctx, v, name, "only for live video sources (network uris and "
+                         "/dev/ devices); a file ends at its end");
     if (v->type != YAML_MAPPING_NODE)
-        return pcfg_get_bool(src, "reconnect", &c->source.reconnect.on);
-    pcfg_map m = {src->ctx, v, "source.reconnect"};
+        return pcfg_get_bool(src, "reconnect", &s->reconnect.on);
+    pcfg_map m = {src->ctx, v, name};
     int rc = pcfg_check_keys(&m, pcfg_reconnect_keys);
-    rc = rc ? rc : pcfg_get_seconds(&m, "initial", 1, &c->source.reconnect.initial);
-    rc = rc ? rc : pcfg_get_seconds(&m, "max", 1, &c->source.reconnect.max);
-    rc = rc ? rc : pcfg_get_int(&m, "attempts", 0, INT_MAX, &c->source.reconnect.attempts);
-    if (!rc && c->source.reconnect.max < c->source.reconnect.initial)
-        rc = pcfg_fail(src->ctx, pcfg_find(&m, "max"), "source.reconnect.max", "expected at "
-                       "least initial (%g), got %g", c->source.reconnect.initial,
-                       c->source.reconnect.max);
+    rc = rc ? rc : pcfg_get_seconds(&m, "initial", 1, &s->reconnect.initial);
+    rc = rc ? rc : pcfg_get_seconds(&m, "max", 1, &s->reconnect.max);
+    rc = rc ? rc : pcfg_get_int(&m, "attempts", 0, INT_MAX, &s->reconnect.attempts);
+    if (!rc && s->reconnect.max < s->reconnect.initial)
+        rc = pcfg_fail(src->ctx, pcfg_find(&m, "max"), pcfg_name(&m, "max", field),
+                       "expected at least initial (%g), got %g", s->reconnect.initial,
+                       s->reconnect.max);
     return rc;
 }
 
 /* A key that only some video uris take: present elsewhere, it is refused. */
-static int pcfg_only_for(const pcfg_map *m, const pipe_config *c, const char *key, int ok,
+static int pcfg_only_for(const pcfg_map *m, const pipe_source *s, const char *key, int ok,
                          const char *which)
 {
     char field[PCFG_FIELD_MAX];
     yaml_node_t *v = pcfg_find(m, key);
-    if (!v || (ok && c->source.type == PIPE_SOURCE_VIDEO))
+    if (!v || (ok && s->type == PIPE_SOURCE_VIDEO))
         return 0;
     return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for video sources%s (uri is "
-                     "'%s')", which, c->source.uri);
+                     "'%s')", which, s->uri);
 }
 
 /* The live-source keys: timeouts for any video, the others for the uris that take them. */
-static int pcfg_parse_live(const pcfg_map *m, pipe_config *c)
+static int pcfg_parse_live(const pcfg_map *m, pipe_source *s)
 {
-    const char *uri = c->source.uri;
-    int video = c->source.type == PIPE_SOURCE_VIDEO, live = video && video_uri_is_live(uri);
-    int v4l2 = video_uri_is_v4l2(uri), tr = -1;
-    c->source.open_timeout = live ? PIPE_DEFAULT_OPEN_TIMEOUT : 0;
-    c->source.read_timeout = live ? PIPE_DEFAULT_READ_TIMEOUT : 0;
-    int rc = pcfg_only_for(m, c, "open_timeout", 1, "");
-    rc = rc ? rc : pcfg_only_for(m, c, "read_timeout", 1, "");
-    rc = rc ? rc : pcfg_only_for(m, c, "rtsp_transport", !strncmp(uri, "rtsp://", 7),
+    const char *uri = s->uri;
+    int live = pcfg_is_live(s), v4l2 = video_uri_is_v4l2(uri), tr = -1;
+    s->open_timeout = live ? PIPE_DEFAULT_OPEN_TIMEOUT : 0;
+    s->read_timeout = live ? PIPE_DEFAULT_READ_TIMEOUT : 0;
+    int rc = pcfg_only_for(m, s, "open_timeout", 1, "");
+    rc = rc ? rc : pcfg_only_for(m, s, "read_timeout", 1, "");
+    rc = rc ? rc : pcfg_only_for(m, s, "rtsp_transport", !strncmp(uri, "rtsp://", 7),
                                  " with an rtsp:// uri");
     static const char *const v4l2_keys[] = {"size", "rate", "pixel_format"};
     for (int i = 0; !rc && i < 3; i++)
-        rc = pcfg_only_for(m, c, v4l2_keys[i], v4l2, " from a V4L2 device (/dev/video*)");
-    rc = rc ? rc : pcfg_get_seconds(m, "open_timeout", 0, &c->source.open_timeout);
-    rc = rc ? rc : pcfg_get_seconds(m, "read_timeout", 0, &c->source.read_timeout);
+        rc = pcfg_only_for(m, s, v4l2_keys[i], v4l2, " from a V4L2 device (/dev/video*)");
+    rc = rc ? rc : pcfg_only_for(m, s, "realtime", !live, " read from a file");
+    rc = rc ? rc : pcfg_get_seconds(m, "open_timeout", 0, &s->open_timeout);
+    rc = rc ? rc : pcfg_get_seconds(m, "read_timeout", 0, &s->read_timeout);
     rc = rc ? rc : pcfg_get_choice(m, "rtsp_transport", pcfg_transports, &tr);
-    if (!rc && tr >= 0 && !(c->source.rtsp_transport = strdup(pcfg_transports[tr])))
+    if (!rc && tr >= 0 && !(s->rtsp_transport = strdup(pcfg_transports[tr])))
         rc = pcfg_nomem(m->ctx);
-    rc = rc ? rc : pcfg_get_size(m, "size", &c->source.width, &c->source.height);
-    rc = rc ? rc : pcfg_get_number(m, "rate", 0, "a non-negative number", &c->source.rate);
-    rc = rc ? rc : pcfg_get_str(m, "pixel_format", 0, &c->source.pixel_format);
-    return rc ? rc : pcfg_parse_reconnect(m, c);
+    rc = rc ? rc : pcfg_get_size(m, "size", &s->width, &s->height);
+    rc = rc ? rc : pcfg_get_number(m, "rate", 0, "a non-negative number", &s->rate);
+    rc = rc ? rc : pcfg_get_str(m, "pixel_format", 0, &s->pixel_format);
+    rc = rc ? rc : pcfg_get_bool(m, "realtime", &s->realtime);
+    return rc ? rc : pcfg_parse_reconnect(m, s);
 }
 
-static int pcfg_parse_source(const pcfg_map *top, pipe_config *c)
+/* queue and overload: live sources keep the newest frames, the others block. */
+static int pcfg_parse_overload(const pcfg_map *m, pipe_source *s)
 {
-    pcfg_map m;
-    int type = -1;
-    int rc = pcfg_section(top, "source", pcfg_source_keys, 1, &m);
+    int o = -1;
+    s->queue = PIPE_DEFAULT_QUEUE;
+    int rc = pcfg_get_int(m, "queue", 1, PCFG_MAX_QUEUE, &s->queue);
+    rc = rc ? rc : pcfg_get_choice(m, "overload", pcfg_overloads, &o);
     if (!rc)
-        rc = pcfg_get_choice(&m, "type", pcfg_source_types, &type);
+        s->overload = o >= 0 ? (pipe_overload)o
+                      : pcfg_is_live(s) || s->realtime ? PIPE_OVERLOAD_KEEP_NEWEST
+                                                       : PIPE_OVERLOAD_BLOCK;
+    return rc;
+}
+
+/* type, and the uri (or path, for npy) that goes with it. */
+static int pcfg_parse_where(const pcfg_map *m, pipe_source *s)
+{
+    char field[PCFG_FIELD_MAX];
+    int type = -1;
+    int rc = pcfg_get_choice(m, "type", pcfg_source_types, &type);
     if (rc)
         return rc;
-
-    yaml_node_t *uri = pcfg_find(&m, "uri"), *path = pcfg_find(&m, "path");
+    yaml_node_t *uri = pcfg_find(m, "uri"), *path = pcfg_find(m, "path");
     if (type < 0)
         type = (path && !uri) ? PIPE_SOURCE_NPY : PIPE_SOURCE_VIDEO;
-    c->source.type = (pipe_source_type)type;
+    s->type = (pipe_source_type)type;
     if (type != PIPE_SOURCE_NPY && path)
-        return pcfg_fail(top->ctx, path, "source.path",
+        return pcfg_fail(m->ctx, path, pcfg_name(m, "path", field),
                          "only for type npy (a %s source takes uri)", pcfg_source_types[type]);
     if (type == PIPE_SOURCE_NPY && uri)
-        return pcfg_fail(top->ctx, uri, "source.uri",
+        return pcfg_fail(m->ctx, uri, pcfg_name(m, "uri", field),
                          "only for types video, features and skeleton (an npy source takes "
                          "path)");
     const char *key = type == PIPE_SOURCE_NPY ? "path" : "uri";
-    rc = pcfg_get_str(&m, key, 1, &c->source.uri);
-    if (!rc && !c->source.uri)
-        rc = pcfg_missing(top->ctx, type == PIPE_SOURCE_NPY ? "source.path" : "source.uri");
-    rc = rc ? rc : pcfg_parse_format(&m, c);
-    yaml_node_t *score = pcfg_find(&m, "score");
-    if (!rc && score && type != PIPE_SOURCE_SKELETON)
-        return pcfg_fail(top->ctx, score, "source.score", "only for type skeleton");
-    rc = rc ? rc : pcfg_get_bool(&m, "score", &c->source.score);
-    rc = rc ? rc : pcfg_get_str(&m, "id", 0, &c->source.id);
-    if (!rc && !c->source.id && !(c->source.id = strdup("0")))
-        rc = pcfg_nomem(top->ctx);
-    return rc ? rc : pcfg_parse_live(&m, c);
+    rc = pcfg_get_str(m, key, 1, &s->uri);
+    if (!rc && !s->uri)
+        rc = pcfg_missing(m->ctx, pcfg_name(m, key, field));
+    return rc;
+}
+
+/* One source: the mapping `source`, or item i of the list `sources`. */
+static int pcfg_parse_one_source(const pcfg_map *m, int i, pipe_source *s)
+{
+    char field[PCFG_FIELD_MAX];
+    int rc = pcfg_check_keys(m, pcfg_source_keys);
+    rc = rc ? rc : pcfg_parse_where(m, s);
+    rc = rc ? rc : pcfg_parse_format(m, s);
+    yaml_node_t *score = pcfg_find(m, "score");
+    if (!rc && score && s->type != PIPE_SOURCE_SKELETON)
+        return pcfg_fail(m->ctx, score, pcfg_name(m, "score", field), "only for type skeleton");
+    rc = rc ? rc : pcfg_get_bool(m, "score", &s->score);
+    rc = rc ? rc : pcfg_get_str(m, "id", 0, &s->id);
+    if (!rc && !s->id) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        if (!(s->id = strdup(id)))
+            rc = pcfg_nomem(m->ctx);
+    }
+    rc = rc ? rc : pcfg_parse_live(m, s);
+    return rc ? rc : pcfg_parse_overload(m, s);
+}
+
+/* Every source's id is named in its results, so no two may share one. */
+static int pcfg_unique_ids(const pcfg_ctx *ctx, const pipe_config *c)
+{
+    for (int i = 1; i < c->n_sources; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->sources[i].id, c->sources[j].id)) {
+                char field[32];
+                snprintf(field, sizeof field, "sources[%d].id", i);
+                return pcfg_fail(ctx, NULL, field, "'%s' is also sources[%d].id; each source "
+                                 "needs its own", c->sources[i].id, j);
+            }
+    return 0;
+}
+
+/* `source: {...}` for one source, or `sources: [{...}, ...]` for several. */
+static int pcfg_parse_sources(const pcfg_map *top, pipe_config *c)
+{
+    yaml_node_t *one = pcfg_find(top, "source"), *list = pcfg_find(top, "sources");
+    if (one && list)
+        return pcfg_fail(top->ctx, list, "sources", "given with source; use one of the two");
+    if (!one && !list)
+        return pcfg_missing(top->ctx, "source");
+    if (one) {
+        pcfg_map m = {top->ctx, one, "source"};
+        c->n_sources = 1;
+        if (one->type != YAML_MAPPING_NODE)
+            return pcfg_expected(top->ctx, one, "source", "a mapping");
+        return pcfg_parse_one_source(&m, 0, &c->sources[0]);
+    }
+    long n = list->type == YAML_SEQUENCE_NODE
+             ? (long)(list->data.sequence.items.top - list->data.sequence.items.start) : -1;
+    if (n < 1 || n > PIPE_MAX_SOURCES)
+        return n < 0 ? pcfg_expected(top->ctx, list, "sources", "a list of sources")
+                     : pcfg_fail(top->ctx, list, "sources", "expected 1 to %d sources, got %ld",
+                                 PIPE_MAX_SOURCES, n);
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "sources[%d]", i);
+        yaml_node_t *item = pcfg_node(top->ctx, list->data.sequence.items.start[i]);
+        c->n_sources = i + 1;
+        if (!item || item->type != YAML_MAPPING_NODE)
+            return pcfg_expected(top->ctx, item ? item : list, name, "a mapping");
+        pcfg_map m = {top->ctx, item, name};
+        int rc = pcfg_parse_one_source(&m, i, &c->sources[i]);
+        if (rc)
+            return rc;
+    }
+    return pcfg_unique_ids(top->ctx, c);
 }
 
 /* Two distinct joint indices, as [a, b]. */
@@ -1051,17 +1140,33 @@ static int pcfg_same_file(const char *a, const char *b)
 }
 
 /* A sink must not write over an input, the pipeline file or another sink. */
+/* Index of the first source read from path, or -1. */
+static int pcfg_source_file(const pipe_config *c, const char *path)
+{
+    for (int i = 0; i < c->n_sources; i++)
+        if (pcfg_same_file(path, c->sources[i].uri))
+            return i;
+    return -1;
+}
+
 static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
 {
     const struct {
         const char *path, *field;
-    } inputs[] = {{ctx->file, "the pipeline file"}, {c->source.uri, "source"},
-                  {c->model.weights, "model.weights"},
+    } inputs[] = {{ctx->file, "the pipeline file"}, {c->model.weights, "model.weights"},
                   {c->model.head ? c->model.head->weights : NULL, "model.head.weights"},
-                  {c->postprocess.labels,
-                  "postprocess.labels"}};
+                  {c->postprocess.labels, "postprocess.labels"}};
     for (int i = 0; i < c->n_sinks; i++) {
         const char *p = c->sinks[i].path;
+        int src = pcfg_source_file(c, p);
+        if (c->sinks[i].type == PIPE_SINK_NPY && c->n_sources > 1)
+            return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d]: an npy sink holds the "
+                               "rows of one source; with %d sources use jsonl or csv (each "
+                               "result names its source)", ctx->file, i, c->n_sources);
+        if (src >= 0)
+            return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is the "
+                               "source %s; a sink must not overwrite an input", ctx->file, i, p,
+                               c->sources[src].id);
         for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
             if (pcfg_same_file(p, inputs[k].path))
                 return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is %s; "
@@ -1088,7 +1193,9 @@ static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
     pcfg_map top = {ctx, root, ""};
     int rc = pcfg_check_keys(&top, pcfg_top_keys);
     if (!rc)
-        rc = pcfg_parse_source(&top, c);
+        rc = pcfg_parse_sources(&top, c);
+    if (!rc)
+        rc = pcfg_get_int(&top, "workers", 1, PCFG_MAX_WORKERS, &c->workers);
     if (!rc)
         rc = pcfg_parse_preprocess(&top, c);
     if (!rc)
@@ -1190,7 +1297,6 @@ static int pcfg_load_doc(const pcfg_ctx *ctx, const unsigned char *buf, size_t l
 
 static void pcfg_defaults(pipe_config *c)
 {
-    c->source.type = PIPE_SOURCE_VIDEO;
     c->preprocess.fps = 0;
     for (int i = 0; i < 3; i++) {
         c->preprocess.mean[i] = 0.45f;
@@ -1241,10 +1347,12 @@ void pipe_config_free(pipe_config *c)
     if (!c)
         return;
     free(c->path);
-    free(c->source.uri);
-    free(c->source.id);
-    free(c->source.rtsp_transport);
-    free(c->source.pixel_format);
+    for (int i = 0; i < c->n_sources; i++) {
+        free(c->sources[i].uri);
+        free(c->sources[i].id);
+        free(c->sources[i].rtsp_transport);
+        free(c->sources[i].pixel_format);
+    }
     for (pipe_model *m = &c->model; m; m = m->head) {
         free(m->arch);
         free(m->size);

@@ -1,4 +1,4 @@
-/* The pipeline configuration read by cin-run: one YAML file naming the source, the
+/* The pipeline configuration read by cin-run: one YAML file naming the sources, the
  * preprocessing, the model, the post-processing and the sinks. Loading validates every key and
  * fills defaults, so the rest of the pipeline never sees a partial or ill-typed setting.
  * docs/pipeline.md documents every key.
@@ -9,7 +9,7 @@
  *         fprintf(stderr, "%s\n", err.msg);   // "pipe.yaml:3:8: model.size: expected ..."
  *         return 1;
  *     }
- *     run(cfg->source.uri, cfg->model.arch, ...);
+ *     run(cfg->sources[0].uri, cfg->model.arch, ...);
  *     pipe_config_free(cfg);
  */
 #ifndef CIN_PIPE_CONFIG_H
@@ -20,6 +20,7 @@
 #include "error.h"
 
 #define PIPE_MAX_SINKS 8
+#define PIPE_MAX_SOURCES 64
 
 typedef enum {
     PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY, PIPE_SOURCE_FEATURES, PIPE_SOURCE_SKELETON
@@ -30,6 +31,10 @@ typedef enum {
 } pipe_format;
 typedef enum { PIPE_MODE_CONTINUAL, PIPE_MODE_CLIP } pipe_mode;
 typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY, PIPE_SINK_CSV } pipe_sink_type;
+/* source.overload, what a full queue of decoded frames does: keep-newest drops the oldest
+ * queued frame for the new one (live sources: latency stays bounded), block makes the source
+ * wait (files: none of their frames is lost). */
+typedef enum { PIPE_OVERLOAD_KEEP_NEWEST, PIPE_OVERLOAD_BLOCK } pipe_overload;
 
 /* A text sink's results wait in a buffer at most this long (seconds) by default. */
 #define PIPE_DEFAULT_FLUSH 0.25
@@ -38,6 +43,8 @@ typedef enum { PIPE_SINK_JSONL, PIPE_SINK_NPY, PIPE_SINK_CSV } pipe_sink_type;
 #define PIPE_DEFAULT_READ_TIMEOUT 5.0
 #define PIPE_DEFAULT_RECONNECT_INITIAL 0.5
 #define PIPE_DEFAULT_RECONNECT_MAX 8.0
+/* Frames a source decodes ahead of the model, by default. */
+#define PIPE_DEFAULT_QUEUE 8
 
 typedef struct pipe_sink {
     pipe_sink_type type;
@@ -63,28 +70,37 @@ typedef struct pipe_model {
     struct pipe_model *head;    /* NULL: this model's output is the result */
 } pipe_model;
 
+/* One source of the pipeline; each gets its own stream state of the shared model. */
+typedef struct pipe_source {
+    pipe_source_type type;
+    char *uri;              /* uri (video, features, skeleton) or path (npy) */
+    char *id;               /* named in every result; unique; by default "0", "1", ... */
+    pipe_format format;     /* features, skeleton: how records are written */
+    int score;              /* skeleton rows: the model's last value is the score */
+    /* video: live sources (network uris, devices); resolved, so 0 means none */
+    double open_timeout;    /* seconds; live default PIPE_DEFAULT_OPEN_TIMEOUT */
+    double read_timeout;    /* seconds; live default PIPE_DEFAULT_READ_TIMEOUT */
+    char *rtsp_transport;   /* "tcp", "udp" or NULL (libav's choice) */
+    int width, height;      /* V4L2 requested size; 0 = the device's */
+    double rate;            /* V4L2 requested frames per second; 0 = the device's */
+    char *pixel_format;     /* V4L2 requested format; NULL = the device's */
+    struct {
+        int on;             /* live sources: 1 unless `reconnect: false`; files: 0 */
+        double initial;     /* first wait before reopening, seconds */
+        double max;         /* the wait doubles up to this */
+        int attempts;       /* failed reopenings in a row before giving up; 0 = forever */
+    } reconnect;
+    int queue;              /* frames decoded ahead of the model, at most */
+    pipe_overload overload; /* what a full queue does */
+    int realtime;           /* files: read at the pace of their timestamps, as a camera */
+} pipe_source;
+
 typedef struct pipe_config {
     char *path;                 /* the YAML file itself, as given to pipe_config_load */
-    struct {
-        pipe_source_type type;
-        char *uri;              /* source.uri (video, features) or source.path (npy) */
-        char *id;               /* source.id, named in every result; "0" by default */
-        pipe_format format;     /* features, skeleton: how records are written */
-        int score;              /* skeleton rows: the model's last value is the score */
-        /* video: live sources (network uris, devices); resolved, so 0 means none */
-        double open_timeout;    /* seconds; live default PIPE_DEFAULT_OPEN_TIMEOUT */
-        double read_timeout;    /* seconds; live default PIPE_DEFAULT_READ_TIMEOUT */
-        char *rtsp_transport;   /* "tcp", "udp" or NULL (libav's choice) */
-        int width, height;      /* V4L2 requested size; 0 = the device's */
-        double rate;            /* V4L2 requested frames per second; 0 = the device's */
-        char *pixel_format;     /* V4L2 requested format; NULL = the device's */
-        struct {
-            int on;             /* live sources: 1 unless `reconnect: false`; files: 0 */
-            double initial;     /* first wait before reopening, seconds */
-            double max;         /* the wait doubles up to this */
-            int attempts;       /* failed reopenings in a row before giving up; 0 = forever */
-        } reconnect;
-    } source;
+    pipe_source sources[PIPE_MAX_SOURCES];
+    int n_sources;              /* >= 1 */
+    int workers;                /* threads stepping the streams; 0: one per core, at most
+                                   one per source */
     struct {
         double fps;             /* 0 = every frame */
         int resize;             /* shorter side, pixels */

@@ -13,7 +13,7 @@
 #ifndef CIN_SKSRC_H
 #define CIN_SKSRC_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -32,7 +32,7 @@ typedef struct sksrc_opts {
     int scale_bone[2];              /* -1, -1: none */
     sksrc_warn_fn warn;             /* malformed live rows; may be NULL */
     void *warn_user;
-    const volatile sig_atomic_t *stop;  /* live rows: as lines_opts.stop; may be NULL */
+    const atomic_int *stop;    /* live rows: as lines_opts.stop; may be NULL */
 } sksrc_opts;
 
 typedef struct sksrc sksrc;

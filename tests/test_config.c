@@ -72,8 +72,8 @@ static void test_example_parses_to_expected_struct(void)
     cin_err err;
     CU_ASSERT_FATAL(load_text(example_yaml, &path, &c, &err) == 0);
     CU_ASSERT_STRING_EQUAL(c->path, path);
-    CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_VIDEO);
-    CU_ASSERT_STRING_EQUAL(c->source.uri, beside(path, "clips/walk.avi"));
+    CU_ASSERT_EQUAL(c->sources[0].type, PIPE_SOURCE_VIDEO);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].uri, beside(path, "clips/walk.avi"));
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.fps, 6.0, 1e-12);
     CU_ASSERT_EQUAL(c->preprocess.resize, 182);
     CU_ASSERT_EQUAL(c->preprocess.crop, 160);
@@ -106,7 +106,7 @@ static void test_absent_keys_take_defaults(void)
     pipe_config *c;
     cin_err err;
     CU_ASSERT_FATAL(load_text(minimal_yaml, &path, &c, &err) == 0);
-    CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_VIDEO);
+    CU_ASSERT_EQUAL(c->sources[0].type, PIPE_SOURCE_VIDEO);
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.fps, 0.0, 0.0);
     CU_ASSERT_EQUAL(c->preprocess.resize, 0); /* crop * 8 / 7 */
     CU_ASSERT_EQUAL(c->preprocess.crop, 0);   /* the model's size's */
@@ -126,7 +126,7 @@ static void test_absent_keys_take_defaults(void)
     CU_ASSERT_EQUAL(c->sinks[0].type, PIPE_SINK_JSONL);
     CU_ASSERT_STRING_EQUAL(c->sinks[0].path, "-");
     CU_ASSERT_DOUBLE_EQUAL(c->sinks[0].flush, PIPE_DEFAULT_FLUSH, 0.0);
-    CU_ASSERT_STRING_EQUAL(c->source.id, "0");
+    CU_ASSERT_STRING_EQUAL(c->sources[0].id, "0");
     pipe_config_free(c);
 }
 
@@ -160,8 +160,8 @@ static void test_every_setting_is_read(void)
         "  - {type: npy, path: out/logits.npy}\n"
         "  - {type: csv, path: out/top.csv, flush: 2.5}\n";
     CU_ASSERT_FATAL(load_text(text, &path, &c, &err) == 0);
-    CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_NPY);
-    CU_ASSERT_STRING_EQUAL(c->source.uri, "/data/frames.npy");
+    CU_ASSERT_EQUAL(c->sources[0].type, PIPE_SOURCE_NPY);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].uri, "/data/frames.npy");
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.fps, 2.5, 1e-12);
     CU_ASSERT_EQUAL(c->preprocess.crop, 224);
     CU_ASSERT_DOUBLE_EQUAL(c->preprocess.mean[1], -0.1, 1e-7);
@@ -187,8 +187,8 @@ static void test_npy_source_is_inferred_from_path(void)
     cin_err err;
     const char *text = "source: {path: frames.npy}\nmodel: {arch: x3d, size: s}\n";
     CU_ASSERT_FATAL(load_text(text, &path, &c, &err) == 0);
-    CU_ASSERT_EQUAL(c->source.type, PIPE_SOURCE_NPY);
-    CU_ASSERT_STRING_EQUAL(c->source.uri, beside(path, "frames.npy"));
+    CU_ASSERT_EQUAL(c->sources[0].type, PIPE_SOURCE_NPY);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].uri, beside(path, "frames.npy"));
     pipe_config_free(c);
 }
 
@@ -200,7 +200,7 @@ static void test_uri_with_scheme_is_not_resolved(void)
     const char *text = "source: {uri: 'rtsp://cam.local:554/live'}\n"
                        "model: {arch: x3d, size: s, weights: /abs/w.safetensors}\n";
     CU_ASSERT_FATAL(load_text(text, &path, &c, &err) == 0);
-    CU_ASSERT_STRING_EQUAL(c->source.uri, "rtsp://cam.local:554/live");
+    CU_ASSERT_STRING_EQUAL(c->sources[0].uri, "rtsp://cam.local:554/live");
     CU_ASSERT_STRING_EQUAL(c->model.weights, "/abs/w.safetensors");
     pipe_config_free(c);
 }
@@ -250,7 +250,7 @@ static void test_unknown_key_lists_known_keys(void)
                  ":4:3: model.colour: unknown key (known: arch, size, weights, seed, mode,",
                  NULL);
     expect_error("source: {uri: a.avi}\nmodle: {}\n", CIN_E_CONFIG,
-                 ":2:1: modle: unknown key (known: source, preprocess", NULL);
+                 ":2:1: modle: unknown key (known: source, sources, workers, preprocess", NULL);
     expect_error("source: {uri: a}\nmodel: {arch: x3d, size: s}\nsinks: [{type: npy, p: x}]\n",
                  CIN_E_CONFIG, "sinks[0].p: unknown key", NULL);
 }
@@ -432,16 +432,16 @@ static void test_live_sources_take_timeouts_and_reconnect_by_default(void)
     cin_err err;
     CU_ASSERT_FATAL(load_text("source: {uri: 'rtsp://cam/1'}\nmodel: {arch: x3d, size: xs}\n",
                               &path, &c, &err) == 0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.open_timeout, PIPE_DEFAULT_OPEN_TIMEOUT, 0.0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.read_timeout, PIPE_DEFAULT_READ_TIMEOUT, 0.0);
-    CU_ASSERT_PTR_NULL(c->source.rtsp_transport);
-    CU_ASSERT(c->source.reconnect.on && c->source.reconnect.attempts == 0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.initial, PIPE_DEFAULT_RECONNECT_INITIAL, 0.0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.max, PIPE_DEFAULT_RECONNECT_MAX, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].open_timeout, PIPE_DEFAULT_OPEN_TIMEOUT, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].read_timeout, PIPE_DEFAULT_READ_TIMEOUT, 0.0);
+    CU_ASSERT_PTR_NULL(c->sources[0].rtsp_transport);
+    CU_ASSERT(c->sources[0].reconnect.on && c->sources[0].reconnect.attempts == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].reconnect.initial, PIPE_DEFAULT_RECONNECT_INITIAL, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].reconnect.max, PIPE_DEFAULT_RECONNECT_MAX, 0.0);
     pipe_config_free(c);
     CU_ASSERT_FATAL(load_text(minimal_yaml, &path, &c, &err) == 0);
-    CU_ASSERT(c->source.open_timeout == 0 && c->source.read_timeout == 0);
-    CU_ASSERT(!c->source.reconnect.on);
+    CU_ASSERT(c->sources[0].open_timeout == 0 && c->sources[0].read_timeout == 0);
+    CU_ASSERT(!c->sources[0].reconnect.on);
     pipe_config_free(c);
 }
 
@@ -454,19 +454,19 @@ static void test_every_live_setting_is_read(void)
                               "  size: [640, 480], rate: 15, pixel_format: mjpeg,\n"
                               "  reconnect: {initial: 0.1, max: 2, attempts: 7}}\n"
                               "model: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.open_timeout, 3, 0.0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.read_timeout, 0.5, 0.0);
-    CU_ASSERT(c->source.width == 640 && c->source.height == 480);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.rate, 15, 0.0);
-    CU_ASSERT_STRING_EQUAL(c->source.pixel_format, "mjpeg");
-    CU_ASSERT(c->source.reconnect.on && c->source.reconnect.attempts == 7);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.initial, 0.1, 0.0);
-    CU_ASSERT_DOUBLE_EQUAL(c->source.reconnect.max, 2, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].open_timeout, 3, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].read_timeout, 0.5, 0.0);
+    CU_ASSERT(c->sources[0].width == 640 && c->sources[0].height == 480);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].rate, 15, 0.0);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].pixel_format, "mjpeg");
+    CU_ASSERT(c->sources[0].reconnect.on && c->sources[0].reconnect.attempts == 7);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].reconnect.initial, 0.1, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].reconnect.max, 2, 0.0);
     pipe_config_free(c);
     CU_ASSERT_FATAL(load_text("source: {uri: 'rtsp://cam/1', rtsp_transport: udp, reconnect: "
                               "false}\nmodel: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
-    CU_ASSERT_STRING_EQUAL(c->source.rtsp_transport, "udp");
-    CU_ASSERT(!c->source.reconnect.on);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].rtsp_transport, "udp");
+    CU_ASSERT(!c->sources[0].reconnect.on);
     pipe_config_free(c);
 }
 
@@ -509,7 +509,7 @@ static void load_survives(const char *text, size_t len)
     int rc = pipe_config_load(path, &c, &err);
     if (rc == 0) {
         CU_ASSERT_PTR_NOT_NULL(c);
-        CU_ASSERT(c && c->source.uri && c->model.arch && c->n_sinks >= 1);
+        CU_ASSERT(c && c->sources[0].uri && c->model.arch && c->n_sinks >= 1);
     } else {
         CU_ASSERT_PTR_NULL(c);
         CU_ASSERT(rc == CIN_E_CONFIG && err.msg[0] != '\0');
@@ -561,7 +561,7 @@ static void test_source_id_is_read_and_must_not_be_empty(void)
     cin_err err = {0};
     CU_ASSERT_FATAL(load_text("source: {uri: a.mp4, id: door-cam}\nmodel: {arch: x3d, size: s}\n",
                               &path, &c, &err) == 0);
-    CU_ASSERT_STRING_EQUAL(c->source.id, "door-cam");
+    CU_ASSERT_STRING_EQUAL(c->sources[0].id, "door-cam");
     pipe_config_free(c);
     CU_ASSERT_EQUAL(load_text("source: {uri: a.mp4, id: ''}\nmodel: {arch: x3d, size: s}\n",
                               &path, &c, &err), CIN_E_CONFIG);
