@@ -122,9 +122,13 @@ static void summary(const pipe_stats *s, int failed)
         stream_line("stream ", &s->stream[i]);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
+    int64_t longest = 0;
+    for (int i = 0; i < s->n_streams; i++)
+        longest = s->stream[i].frames > longest ? s->stream[i].frames : longest;
     if (s->outputs == 0 && !s->stopped && !failed)
-        fprintf(stderr, "cin-run: warning: no output: the source ended after %lld frames, the "
-                "model's first output needs %d\n", (long long)s->frames, s->delay + 1);
+        fprintf(stderr, "cin-run: warning: no output: the %s after %lld frames, the model's "
+                "first output needs %d\n", s->n_streams > 1 ? "longest stream ended" :
+                "source ended", (long long)longest, s->delay + 1);
 }
 
 typedef struct cli {

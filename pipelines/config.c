@@ -716,6 +716,9 @@ static int pcfg_parse_one_source(const pcfg_map *m, int i, pipe_source *s)
         return pcfg_fail(m->ctx, score, pcfg_name(m, "score", field), "only for type skeleton");
     rc = rc ? rc : pcfg_get_bool(m, "score", &s->score);
     rc = rc ? rc : pcfg_get_str(m, "id", 0, &s->id);
+    if (!rc && s->id && strlen(s->id) >= PIPE_MAX_ID)
+        return pcfg_fail(m->ctx, pcfg_find(m, "id"), pcfg_name(m, "id", field), "expected at "
+                         "most %d bytes, got %zu", PIPE_MAX_ID - 1, strlen(s->id));
     if (!rc && !s->id) {
         char id[16];
         snprintf(id, sizeof id, "%d", i);

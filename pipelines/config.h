@@ -21,6 +21,7 @@
 
 #define PIPE_MAX_SINKS 8
 #define PIPE_MAX_SOURCES 64
+#define PIPE_MAX_ID 64             /* bytes of a source id, with its NUL */
 
 typedef enum {
     PIPE_SOURCE_VIDEO, PIPE_SOURCE_NPY, PIPE_SOURCE_FEATURES, PIPE_SOURCE_SKELETON

@@ -34,7 +34,7 @@ struct feed {
     int stopped;
 };
 
-static double feed_now_ms(void)
+double feed_now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -283,18 +283,20 @@ static int feed_reconnect(feed *f, int rc, cin_err *err)
     return 1;
 }
 
-/* source.realtime: a file is read no faster than its timestamps advance. */
-static void feed_pace(feed *f, double pts)
+/* source.realtime: a file is read no faster than its timestamps advance. Returns when the
+ * frame was due, as a camera would have sent it (monotonic ms). */
+static double feed_pace(feed *f, double pts)
 {
     double now = feed_now_ms();
     if (f->pace_ms < 0 || pts < f->pace_pts) {
         f->pace_ms = now;
         f->pace_pts = pts;
-        return;
+        return now;
     }
     double due = f->pace_ms + (pts - f->pace_pts) * 1e3;
     if (due > now)
         feed_wait(f, (due - now) / 1e3);
+    return due;
 }
 
 int feed_read(feed *f, float *frame, feed_frame *out, cin_err *err)
@@ -305,8 +307,7 @@ int feed_read(feed *f, float *frame, feed_frame *out, cin_err *err)
             f->stopped = rc != 1;
             out->reset = rc == 1 && f->reset_next;
             f->reset_next = f->reset_next && rc != 1;
-            if (rc == 1 && f->o.src->realtime)
-                feed_pace(f, out->pts);
+            out->due_ms = rc == 1 && f->o.src->realtime ? feed_pace(f, out->pts) : 0;
             return rc == 1 ? 1 : 0;
         }
         if (!f->o.src->reconnect.on || !f->video)

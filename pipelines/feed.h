@@ -37,6 +37,8 @@ typedef struct feed_frame {
     int64_t index;      /* the frame's index in the source, counted on across reconnections */
     double pts;         /* seconds */
     int reset;          /* 1 for the first frame after a reconnection */
+    double due_ms;      /* source.realtime: when the frame was due (feed_now_ms), even if the
+                           reader fell behind; else 0 */
 } feed_frame;
 
 /* What a feed counted, for the summary. */
@@ -62,5 +64,8 @@ void feed_get_counts(const feed *f, feed_counts *out);
 int feed_stopped(const feed *f);
 
 void feed_close(feed *f);
+
+/* The monotonic clock the feeds keep time with, in ms. */
+double feed_now_ms(void);
 
 #endif

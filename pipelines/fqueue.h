@@ -21,7 +21,7 @@ typedef struct fq_item {
     float *frame;       /* frame_floats floats */
     int64_t index;      /* the source's frame index */
     double pts;         /* seconds */
-    double ready_ms;    /* monotonic time the frame was decoded */
+    double ready_ms;    /* monotonic time the frame was decoded, or due (source.realtime) */
     int reset;          /* first frame after a reconnection: the streams start again */
 } fq_item;
 

@@ -1,6 +1,6 @@
 /* Latency histograms: bucket i holds values in [1e-3 * 1.01^(i-1), 1e-3 * 1.01^i) ms, bucket 0
  * everything below 1 microsecond. A quantile reports its bucket's geometric centre, clamped to
- * the observed range. */
+ * the observed range; the lowest and highest ranks are the observed minimum and maximum. */
 #include "lathist.h"
 
 #include <math.h>
@@ -46,6 +46,8 @@ double lh_quantile(const lathist *h, double q)
     if (h->count == 0)
         return 0.0;
     int64_t rank = (int64_t)floor((double)(h->count - 1) * q), seen = 0;
+    if (rank <= 0 || rank >= h->count - 1)
+        return rank <= 0 ? h->min : h->max;
     int i = 0;
     while (i < LH_BUCKETS - 1 && (seen += h->bucket[i]) <= rank)
         i++;

@@ -90,13 +90,6 @@ typedef struct run {
     pthread_mutex_t out_mu;     /* the sinks */
 } run;
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
 /* Seconds since the Unix epoch, to the millisecond, as results carry it. */
 static double wall_now(void)
 {
@@ -260,10 +253,10 @@ static int step_frame(run *r, lane *l, const fq_item *it, double *ms, int *sink_
     const pipe_config *c = r->cfg;
     if (it->reset)
         reset_streams(r, l);
-    double t0 = now_ms();
+    double t0 = feed_now_ms();
     int have = c->model.mode == PIPE_MODE_CLIP ? clip_step(r, l, it->frame, l->t - l->reset_at)
                                                : step_stages(r, l, it->frame);
-    *ms = round((now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
+    *ms = round((feed_now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
     if (have < 0)
         return cin_err_set(err, have, "%s: model: %s", l->src->id, stage_error(r, l));
     l->t++;
@@ -329,7 +322,7 @@ static void account(run *r, lane *l, const fq_item *it, int rc, double ms, int s
     }
     if (rc < 0)
         return;
-    double e2e = now_ms() - it->ready_ms;
+    double e2e = feed_now_ms() - it->ready_ms;
     l->frames++;
     l->outputs += rc;
     l->win_out += rc;
@@ -436,7 +429,7 @@ static void *reader_main(void *arg)
             break;
         }
         *it = (fq_item){.frame = it->frame, .index = fr.index, .pts = fr.pts,
-                        .ready_ms = now_ms(), .reset = fr.reset};
+                        .ready_ms = fr.due_ms > 0 ? fr.due_ms : feed_now_ms(), .reset = fr.reset};
         pthread_mutex_lock(&r->mu);
         go_on = queue_frame(r, l);
         feed_get_counts(l->feed, &l->counts);
@@ -468,7 +461,7 @@ static void lane_figures(const lane *l, int win, double secs, pipe_stream_stats 
 {
     const lathist *step = win ? &l->step_win : &l->step, *e2e = win ? &l->e2e_win : &l->e2e;
     int64_t in = win ? l->win_in : l->frames_in, out = win ? l->win_out : l->outputs;
-    *s = (pipe_stream_stats){.id = l->src->id, .frames_in = l->frames_in, .frames = l->frames,
+    *s = (pipe_stream_stats){.frames_in = l->frames_in, .frames = l->frames,
                              .outputs = l->outputs, .drops = l->drops,
                              .reconnects = l->counts.reconnects, .queue = fq_count(l->q),
                              .queue_cap = l->src->queue, .fps_in = secs > 0 ? in / secs : 0,
@@ -479,11 +472,12 @@ static void lane_figures(const lane *l, int win, double secs, pipe_stream_stats 
                              .e2e_p50_ms = lh_quantile(e2e, 0.5),
                              .e2e_p99_ms = lh_quantile(e2e, 0.99),
                              .e2e_max_ms = e2e->count ? e2e->max : 0, .failed = l->rc != 0};
+    snprintf(s->id, sizeof s->id, "%s", l->src->id);
 }
 
 static void report_status(run *r, double start, double *last)
 {
-    double now = now_ms();
+    double now = feed_now_ms();
     pipe_stream_stats s[PIPE_MAX_SOURCES];
     pthread_mutex_lock(&r->mu);
     for (int i = 0; i < r->n_lanes; i++) {
@@ -505,7 +499,7 @@ static void tick_sinks(run *r)
 {
     cin_err e = {0};
     pthread_mutex_lock(&r->out_mu);
-    int rc = sinks_tick(r->out, now_ms() / 1e3, &e);
+    int rc = sinks_tick(r->out, feed_now_ms() / 1e3, &e);
     pthread_mutex_unlock(&r->out_mu);
     if (!rc)
         return;
@@ -534,7 +528,7 @@ static void watch(run *r, double start)
             stop_lanes(r);
         pthread_mutex_unlock(&r->mu);
         tick_sinks(r);
-        if (r->opts.status && now_ms() - last >= r->opts.status_every * 1e3)
+        if (r->opts.status && feed_now_ms() - last >= r->opts.status_every * 1e3)
             report_status(r, start, &last);
         pthread_mutex_lock(&r->mu);
     }
@@ -688,7 +682,7 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     int rc = setup(&r, err);
     if (!rc)
         run_facts(&r, stats);
-    double start = now_ms();
+    double start = feed_now_ms();
     rc = rc ? rc : start_threads(&r, err);
     int started = 0;
     pthread_mutex_lock(&r.mu);
@@ -699,7 +693,7 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     if (!rc)
         watch(&r, start);
     join_threads(&r, started);
-    stats->seconds = (now_ms() - start) / 1e3;
+    stats->seconds = (feed_now_ms() - start) / 1e3;
     stats->stopped = !rc && stop_requested(&r);
     rc = rc ? rc : collect(&r, stats, err);
     /* results already written are kept even when the run stops early; a run that fails

@@ -13,7 +13,7 @@
  * pipe_status. Latencies: `step` is the model's time for a frame, `e2e` the time from the
  * frame's decoding to its result, queueing included. */
 typedef struct pipe_stream_stats {
-    const char *id;             /* the source's id (points into the config) */
+    char id[PIPE_MAX_ID];       /* the source's id */
     int64_t frames_in;          /* frames the source gave */
     int64_t frames;             /* frames fed to the model */
     int64_t outputs;            /* results written */

@@ -566,6 +566,9 @@ static void test_source_id_is_read_and_must_not_be_empty(void)
     CU_ASSERT_EQUAL(load_text("source: {uri: a.mp4, id: ''}\nmodel: {arch: x3d, size: s}\n",
                               &path, &c, &err), CIN_E_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "source.id: expected a non-empty string"));
+    char text[256];
+    snprintf(text, sizeof text, "source: {uri: a.mp4, id: %064d}\nmodel: {arch: x3d}\n", 7);
+    expect_error(text, CIN_E_CONFIG, "source.id", "expected at most 63 bytes, got 64");
 }
 
 /* Every pipeline shipped in pipelines/examples/ and bench/ loads (tests run in tests/). */
@@ -588,6 +591,74 @@ static void test_shipped_pipelines_load(void)
     globfree(&g);
 }
 
+/* sources: a list; ids default to the position, overload to keep-newest for live sources
+ * and block for files, and every key reads as it does under source. */
+static void test_sources_list_is_read_with_per_source_defaults(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err;
+    CU_ASSERT_FATAL(load_text("sources:\n"
+                              "  - {uri: 'rtsp://cam/1'}\n"
+                              "  - {uri: walk.avi, id: door, queue: 2, realtime: true}\n"
+                              "  - {uri: 'rtsp://cam/3', overload: block, queue: 100}\n"
+                              "workers: 3\n"
+                              "model: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT_EQUAL(c->n_sources, 3);
+    CU_ASSERT_EQUAL(c->workers, 3);
+    CU_ASSERT_STRING_EQUAL(c->sources[0].id, "0");
+    CU_ASSERT_STRING_EQUAL(c->sources[1].id, "door");
+    CU_ASSERT_STRING_EQUAL(c->sources[2].id, "2");
+    CU_ASSERT_EQUAL(c->sources[0].overload, PIPE_OVERLOAD_KEEP_NEWEST);
+    CU_ASSERT_EQUAL(c->sources[0].queue, PIPE_DEFAULT_QUEUE);
+    CU_ASSERT(c->sources[0].reconnect.on && !c->sources[1].reconnect.on);
+    /* a file read in real time stands in for a camera, so it keeps the newest frames too */
+    CU_ASSERT(c->sources[1].realtime && c->sources[1].queue == 2);
+    CU_ASSERT_EQUAL(c->sources[1].overload, PIPE_OVERLOAD_KEEP_NEWEST);
+    CU_ASSERT_STRING_EQUAL(c->sources[1].uri, beside(path, "walk.avi"));
+    CU_ASSERT(c->sources[2].overload == PIPE_OVERLOAD_BLOCK && c->sources[2].queue == 100);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text(minimal_yaml, &path, &c, &err) == 0);
+    CU_ASSERT(c->n_sources == 1 && c->workers == 0);
+    CU_ASSERT_EQUAL(c->sources[0].overload, PIPE_OVERLOAD_BLOCK);
+    CU_ASSERT(!c->sources[0].realtime);
+    pipe_config_free(c);
+}
+
+static void test_bad_sources_are_refused_naming_the_item(void)
+{
+    const char *model = "model: {arch: x3d, size: xs}\n";
+    char text[512];
+    struct {
+        const char *sources, *field, *fragment;
+    } cases[] = {
+        {"sources: [{uri: a.mp4}, {uri: b.mp4, id: '0'}]", "sources[1].id",
+         "'0' is also sources[0].id"},
+        {"sources: [{uri: a.mp4}, {path: b.npy, overload: drop}]", "sources[1].overload",
+         "keep-newest, block"},
+        {"sources: [{uri: a.mp4}, {uri: b.mp4, queue: 0}]", "sources[1].queue", "1..1024"},
+        {"sources: [{uri: a.mp4}, {uri: 'rtsp://c/1', realtime: true}]", "sources[1].realtime",
+         "read from a file"},
+        {"sources: [{uri: a.mp4}, {uri: b.mp4, reconnect: true}]", "sources[1].reconnect",
+         "only for live video sources"},
+        {"sources: [{uri: a.mp4}, {id: x}]", "sources[1].uri", "missing"},
+        {"sources: [{uri: a.mp4}, {uri: b.mp4, frmat: csv}]", "sources[1].frmat",
+         "unknown key"},
+        {"sources: [{uri: a.mp4}, [b.mp4]]", "sources[1]", "a mapping"},
+        {"sources: []", "sources", "expected 1 to 64 sources, got 0"},
+        {"sources: {uri: a.mp4}", "sources", "a list of sources"},
+        {"source: {uri: a.mp4}\nsources: [{uri: b.mp4}]", "sources", "given with source"},
+        {"sources: [{uri: a.mp4}]\nworkers: 0", "workers", "1..64"},
+        {"sources: [{uri: a.mp4}, {uri: b.mp4}]\nsinks: [{type: npy, path: o.npy}]",
+         "sinks[0]", "an npy sink holds the rows of one source; with 2 sources"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "%s\n%s", cases[i].sources, model);
+        expect_error(text, CIN_E_CONFIG, cases[i].field, cases[i].fragment);
+    }
+    expect_error(model, CIN_E_CONFIG, "source", "missing");
+}
+
 int test_config_register(void)
 {
     CU_pSuite s = CU_add_suite("config", NULL, NULL);
@@ -599,6 +670,9 @@ int test_config_register(void)
     } tests[] = {
         {"example_parses_to_expected_struct", test_example_parses_to_expected_struct},
         {"shipped_pipelines_load", test_shipped_pipelines_load},
+        {"sources_list_is_read_with_per_source_defaults",
+         test_sources_list_is_read_with_per_source_defaults},
+        {"bad_sources_are_refused_naming_the_item", test_bad_sources_are_refused_naming_the_item},
         {"source_id_is_read_and_must_not_be_empty", test_source_id_is_read_and_must_not_be_empty},
         {"absent_keys_take_defaults", test_absent_keys_take_defaults},
         {"null_values_mean_absent", test_null_values_mean_absent},

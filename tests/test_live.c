@@ -433,6 +433,46 @@ static void test_sigint_ends_a_blocked_open(void)
     CU_ASSERT_EQUAL(tl_stat(stats, "frames"), 0);
 }
 
+/* Two sources, one of them a server that never answers: the other stream is stepped to its
+ * end meanwhile, and SIGINT then ends the run cleanly with its results complete. */
+static void test_a_frozen_source_does_not_stall_the_others(void)
+{
+    tl_server srv = {.conns = 1};
+    CU_ASSERT_EQUAL_FATAL(tl_server_start(&srv), 0);
+    char text[1024], cwd[512];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    const char *out = tu_tmp_path("two.jsonl");
+    snprintf(text, sizeof text,
+             "sources:\n"
+             "  - {uri: 'rtsp://127.0.0.1:%d/cam', id: frozen, open_timeout: 60}\n"
+             "  - {uri: '%s/%s', id: file}\n"
+             "preprocess: {crop: 64, resize: 64}\n"
+             "model: {arch: x3d, size: xs, seed: 1}\n"
+             "sinks: [{type: jsonl, path: '%s', flush: 0}]\n", srv.port, cwd, TL_CLIP, out);
+    const char *yaml = tu_tmp_path("two.yaml");
+    CU_ASSERT_EQUAL(tu_write_file(yaml, text, strlen(text)), 0);
+    const char *log = tu_tmp_path("two.log"), *stats = tu_tmp_path("two.json");
+    pid_t pid = tl_cin_run(yaml, stats, log);
+    char part[512];
+    snprintf(part, sizeof part, "%s.part-%ld", out, (long)pid);
+    /* the clip's last frame, 254, while the other source still waits for its server */
+    int done = tl_wait_text(part, "\"frame\": 254,", 30);
+    kill(pid, SIGINT);
+    int status = tl_reap(pid, 10);
+    tl_server_stop(&srv);
+    CU_ASSERT(done);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    json_t *j = json_load_file(stats, 0, NULL);
+    json_t *streams = json_object_get(j, "streams");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(streams), 2);
+    json_t *frozen = json_array_get(streams, 0), *file = json_array_get(streams, 1);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(frozen, "frames_in")), 0);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(file, "frames")), 255);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(file, "outputs")), 255 - 31);
+    CU_ASSERT_EQUAL(tl_count_lines(out), 255 - 31);
+    json_decref(j);
+}
+
 /* Frame numbers of the results in a JSON-lines file: how many times they jump by more than one,
  * and the largest jump. */
 static int tl_frame_jumps(const char *path, int *largest)
@@ -581,6 +621,7 @@ int test_live_register(void)
         TL_TEST(test_hang_up_reconnects_resets_state_then_gives_up),
         TL_TEST(test_sigint_ends_a_reconnect_wait),
         TL_TEST(test_sigint_ends_a_blocked_open),
+        TL_TEST(test_a_frozen_source_does_not_stall_the_others),
         TL_TEST(test_rtsp_server_restart_reconnects_and_keeps_producing),
         TL_TEST(test_rtsp_over_udp_transport_gives_results),
 #undef TL_TEST
