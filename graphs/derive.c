@@ -849,6 +849,7 @@ static int open_inputs(dctx *c)
 
 static void summarise(dctx *c)
 {
+    c->stats.unit = "bottlenecks";
     c->stats.blocks = c->n_blocks;
     for (int i = 0; i < c->n_blocks; i++) {
         c->stats.inner_before += c->blocks[i].inner;
@@ -933,4 +934,16 @@ int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
         *s = c.stats;
     dctx_free(&c);
     return rc;
+}
+
+int derive_model(const derive_opts *o, derive_stats *s, cin_err *err)
+{
+    st_file *f;
+    int rc = st_open(o->source, &f, err);
+    if (rc)
+        return rc;
+    int stgcn = st_find(f, "st_gcn_networks.0.gcn.conv.weight", NULL, NULL) == 0 ||
+                st_find(f, "layers.layer1.tcn.t_conv.weight", NULL, NULL) == 0;
+    st_close(f);
+    return stgcn ? derive_stgcn(o, s, err) : derive_x3d(o, s, err);
 }
