@@ -43,17 +43,19 @@ typedef struct sg_ctx {
 typedef struct sg_rule {
     const char *rest;         /* after the block's prefix; a trailing '.' matches any leaf */
     sg_role out, in;
+    int partitioned;          /* the outputs are K partitions of the inner width */
 } sg_rule;
 
 static const sg_rule yy_rules[] = {
-    {"gcn.conv.", R_INNER, R_IN}, {"tcn.0.", R_INNER, R_ALL}, {"tcn.2.", R_OUT, R_INNER},
-    {"tcn.3.", R_OUT, R_ALL}, {"residual.0.", R_OUT, R_IN}, {"residual.1.", R_OUT, R_ALL},
-    {NULL, R_ALL, R_ALL}};
+    {"gcn.conv.", R_INNER, R_IN, 1}, {"tcn.0.", R_INNER, R_ALL, 0}, {"tcn.2.", R_OUT, R_INNER, 0},
+    {"tcn.3.", R_OUT, R_ALL, 0}, {"residual.0.", R_OUT, R_IN, 0}, {"residual.1.", R_OUT, R_ALL, 0},
+    {NULL, R_ALL, R_ALL, 0}};
 static const sg_rule cs_rules[] = {
-    {"gcn.g_conv.", R_INNER, R_IN}, {"gcn.gcn_residual.0.", R_INNER, R_IN},
-    {"gcn.gcn_residual.1.", R_INNER, R_ALL}, {"gcn.bn.", R_INNER, R_ALL},
-    {"tcn.t_conv.", R_OUT, R_INNER}, {"tcn.bn.", R_OUT, R_ALL},
-    {"residual.t_conv.", R_OUT, R_IN}, {"residual.bn.", R_OUT, R_ALL}, {NULL, R_ALL, R_ALL}};
+    {"gcn.g_conv.", R_INNER, R_IN, 0}, {"gcn.gcn_residual.0.", R_INNER, R_IN, 0},
+    {"gcn.gcn_residual.1.", R_INNER, R_ALL, 0}, {"gcn.bn.", R_INNER, R_ALL, 0},
+    {"tcn.t_conv.", R_OUT, R_INNER, 0}, {"tcn.bn.", R_OUT, R_ALL, 0},
+    {"residual.t_conv.", R_OUT, R_IN, 0}, {"residual.bn.", R_OUT, R_ALL, 0},
+    {NULL, R_ALL, R_ALL, 0}};
 
 static int has(const sg_ctx *g, const char *prefix, const char *leaf, st_info *info)
 {
@@ -162,7 +164,7 @@ static int find_rule(const sg_ctx *g, const char *name, int *bi, sg_rule *r)
 {
     if (strcmp(name, g->coskel ? "fc.weight" : "fcn.weight") == 0) {
         *bi = g->n_blocks;
-        *r = (sg_rule){name, R_ALL, R_IN};
+        *r = (sg_rule){name, R_ALL, R_IN, 0};
         return 1;
     }
     for (int i = 0; i < g->n_blocks; i++) {
@@ -201,8 +203,7 @@ static void sg_slices(const dctx *c, const char *name, chmask *out, chmask *in)
     *out = *in = (chmask){NULL, 0};
     if (!find_rule(g, name, &bi, &r))
         return;
-    int partitioned = !g->coskel && r.out == R_INNER && bi < g->n_blocks;
-    *out = partitioned ? g->b[bi].inner_k : mask_of(g, slot_of(g, bi, r.out));
+    *out = r.partitioned ? g->b[bi].inner_k : mask_of(g, slot_of(g, bi, r.out));
     *in = mask_of(g, slot_of(g, bi, r.in));
 }
 
