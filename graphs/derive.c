@@ -944,6 +944,9 @@ int derive_model(const derive_opts *o, derive_stats *s, cin_err *err)
         return rc;
     int stgcn = st_find(f, "st_gcn_networks.0.gcn.conv.weight", NULL, NULL) == 0 ||
                 st_find(f, "layers.layer1.tcn.t_conv.weight", NULL, NULL) == 0;
+    int tfm = st_find(f, "layers.0.linear1.weight", NULL, NULL) == 0;
     st_close(f);
-    return stgcn ? derive_stgcn(o, s, err) : derive_x3d(o, s, err);
+    if (stgcn)
+        return derive_stgcn(o, s, err);
+    return tfm ? derive_transformer(o, s, err) : derive_x3d(o, s, err);
 }

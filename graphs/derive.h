@@ -95,6 +95,13 @@ int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err);
  * channels must agree (CIN_E_FORMAT names both). Adapters as for derive_x3d. */
 int derive_stgcn(const derive_opts *o, derive_stats *s, cin_err *err);
 
+/* Writes the derived transformer encoder (torch.nn.TransformerEncoderLayer names under
+ * layers.N) to o->out with metadata cin.derive = "transformer": o->ratio, or the masks
+ * layers.N.linear1.out_mask [dim_feedforward], prune each layer's feed-forward width (linear1's
+ * outputs, linear2's inputs). Adapters on any Linear, and on the attention's in_proj_weight as
+ * <layer>.self_attn.in_proj.adapter[.rows/.cols], are fused unpruned. */
+int derive_transformer(const derive_opts *o, derive_stats *s, cin_err *err);
+
 /* derive_x3d, derive_stgcn or derive_transformer, by the source's tensor names. */
 int derive_model(const derive_opts *o, derive_stats *s, cin_err *err);
 

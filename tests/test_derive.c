@@ -831,6 +831,162 @@ static void test_derived_st_gcn_without_its_mark_is_refused(void)
     st_close(f);
 }
 
+/* ---- a derived transformer ---- */
+
+/* Seeded weights of derive_tfm.py's encoder (input 16, d_model 32, 4 heads, ff 64, 2 layers,
+ * window 8, learned positions, 5 classes) under torch's names. */
+static const char *dg_tfm_source(void)
+{
+    static const char *path;
+    static const struct {
+        const char *leaf;
+        int ndim;
+        int64_t d0, d1;
+    } layer[] = {{"self_attn.in_proj_weight", 2, 96, 32}, {"self_attn.in_proj_bias", 1, 96, 0},
+                 {"self_attn.out_proj.weight", 2, 32, 32}, {"self_attn.out_proj.bias", 1, 32, 0},
+                 {"linear1.weight", 2, 64, 32}, {"linear1.bias", 1, 64, 0},
+                 {"linear2.weight", 2, 32, 64}, {"linear2.bias", 1, 32, 0},
+                 {"norm1.weight", 1, 32, 0}, {"norm1.bias", 1, 32, 0},
+                 {"norm2.weight", 1, 32, 0}, {"norm2.bias", 1, 32, 0}};
+    if (path)
+        return path;
+    static char names[32][64];
+    st_out t[32] = {{.name = "input_proj.weight", .ndim = 2, .shape = {32, 16}},
+                    {.name = "input_proj.bias", .ndim = 1, .shape = {32}},
+                    {.name = "pos_embedding", .ndim = 2, .shape = {8, 32}}};
+    int n = 3;
+    for (int l = 0; l < 2; l++)
+        for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++, n++) {
+            snprintf(names[n], sizeof names[n], "layers.%d.%s", l, layer[k].leaf);
+            t[n] = (st_out){.name = names[n], .ndim = layer[k].ndim,
+                            .shape = {layer[k].d0, layer[k].d1}};
+        }
+    t[n++] = (st_out){.name = "head.weight", .ndim = 2, .shape = {5, 32}};
+    t[n++] = (st_out){.name = "head.bias", .ndim = 1, .shape = {5}};
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
+        float *v = malloc(sizeof(float) * numel);
+        double lo, hi;
+        cin_seeded_range(t[i].name, t[i].ndim, t[i].shape, &lo, &hi);
+        cin_seeded_fill(v, numel, 1, t[i].name, lo, hi);
+        t[i].data = v;
+    }
+    path = tu_tmp_path("tfm_seeded.safetensors");
+    CU_ASSERT_FATAL(st_write(path, t, n, NULL, NULL) == 0);
+    for (int i = 0; i < n; i++)
+        free((float *)t[i].data);
+    return path;
+}
+
+static cin_model *dg_load_tfm(const char *weights, const char *first, cin_err *err)
+{
+    cin_transformer_opts to = {.input_dim = 16, .d_model = 32, .nhead = 4,
+                               .dim_feedforward = 64, .layers = 2, .window = 8,
+                               .pos = "learned", .first_layer = first};
+    cin_model_opts o = {.arch = "transformer", .transformer = &to, .num_classes = 5,
+                        .weights = weights};
+    cin_model *m = NULL;
+    cin_model_load(&o, &m, err);
+    return m;
+}
+
+/* Worst relative error of every stepped output, each at its step, against the golden. */
+static double dg_tfm_error(cin_model *m, st_file *g)
+{
+    int steps = atoi(st_meta(g, "steps")), first = atoi(st_meta(g, "first_step")), j = 0;
+    st_info li;
+    float *want = dg_get(g, "logits", &li), x[16 * 24], out[5];
+    cin_seeded_fill(x, 16 * 24, 2, "input", -1.0, 1.0);
+    cin_stream *s;
+    CU_ASSERT_FATAL(cin_stream_create(m, &s, NULL) == 0);
+    double worst = 0.0;
+    for (int t = 0; t < steps; t++) {
+        int r = cin_stream_step(s, x + t * 16, out);
+        CU_ASSERT_EQUAL(r, t >= first);
+        if (r != 1 || (size_t)(j + 1) * 5 * 4 > li.nbytes)
+            continue;
+        double e = tu_rel_err(out, want + (size_t)j++ * 5, 5);
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT_EQUAL((size_t)j * 5 * 4, li.nbytes);
+    cin_stream_free(s);
+    free(want);
+    return worst;
+}
+
+static void test_derived_transformer_equals_the_pruned_reference_in_both_forms(void)
+{
+    const char *out = tu_tmp_path("derived_tfm.safetensors");
+    const char *masks = tu_tmp_path("derived_tfm_masks.safetensors");
+    derive_opts o = {.source = dg_tfm_source(), .adapters = DG "derive_tfm_adapters.safetensors",
+                     .out = out, .write_masks = masks, .ratio = 0.5};
+    derive_stats ds;
+    cin_err err = {0};
+    int rc = derive_model(&o, &ds, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(ds.blocks, 2);
+    CU_ASSERT_EQUAL(ds.inner_after * 2, ds.inner_before);
+    CU_ASSERT_EQUAL(ds.adapted, 4);
+    dg_masks_equal(DG "derive_tfm_masks.safetensors", masks);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_tfm_logits.safetensors", &g, NULL) == 0);
+    const char *forms[2] = {"regular", "retroactive"};
+    for (int k = 0; k < 2; k++) {
+        cin_model *src = dg_load_tfm(o.source, forms[k], NULL);
+        cin_model *m = dg_load_tfm(out, forms[k], &err);
+        if (!m)
+            fprintf(stderr, "\n  %s\n", err.msg);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        cin_model_info si, di;
+        cin_model_get_info(src, &si);
+        cin_model_get_info(m, &di);
+        CU_ASSERT(di.macs_step < si.macs_step);
+        CU_ASSERT(di.weight_bytes < si.weight_bytes);
+        double e = dg_tfm_error(m, g);
+        if (e > TOL)
+            fprintf(stderr, "\n  derived transformer (%s): rel err %.3g\n", forms[k], e);
+        CU_ASSERT(e <= TOL);
+        cin_model_free(m);
+        cin_model_free(src);
+    }
+    st_close(g);
+}
+
+static void test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name(void)
+{
+    float v[64];
+    for (int i = 0; i < 64; i++)
+        v[i] = (float)(i % 2);
+    const char *p = tu_tmp_path("bad_tfm_masks.safetensors");
+    st_out t = {.name = "layers.1.linear1.out_mask", .ndim = 1, .shape = {63}, .data = v};
+    derive_opts o = {.source = dg_tfm_source(), .masks = p,
+                     .out = tu_tmp_path("bad_tfm.safetensors")};
+    cin_err err = {0};
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_SHAPE);
+    CU_ASSERT(strstr(err.msg, "layers.1.linear1.out_mask") && strstr(err.msg, "expected [64]"));
+    t.name = "layers.1.self_attn.out_proj.out_mask";
+    t.shape[0] = 32;
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "layers.1.self_attn.out_proj.out_mask"));
+    /* a derived file loads as the source's size; a feed-forward wider than that does not */
+    o = (derive_opts){.source = dg_tfm_source(), .ratio = 0.25,
+                      .out = tu_tmp_path("tfm_ok.safetensors")};
+    CU_ASSERT_FATAL(derive_model(&o, NULL, NULL) == 0);
+    cin_transformer_opts to = {.input_dim = 16, .d_model = 32, .nhead = 4, .dim_feedforward = 40,
+                               .layers = 2, .window = 8, .pos = "learned"};
+    cin_model_opts mo = {.arch = "transformer", .transformer = &to, .num_classes = 5,
+                         .weights = o.out};
+    cin_model *m = NULL;
+    CU_ASSERT_EQUAL(cin_model_load(&mo, &m, &err), CIN_E_SHAPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "layers.0.linear1.weight"));
+    cin_model_free(m);
+}
+
 int test_derive_register(void)
 {
     static const struct {
@@ -854,6 +1010,8 @@ int test_derive_register(void)
         DG_T(test_bad_st_gcn_masks_are_refused_naming_the_tensor),
         DG_T(test_bad_st_gcn_adapters_are_refused_naming_the_tensor),
         DG_T(test_derived_st_gcn_without_its_mark_is_refused),
+        DG_T(test_derived_transformer_equals_the_pruned_reference_in_both_forms),
+        DG_T(test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name),
 #undef DG_T
     };
     CU_pSuite s = CU_add_suite("derive", NULL, NULL);
