@@ -1,6 +1,6 @@
-/* cin-derive: fuses a task's structured pruning masks and adapters into a smaller X3D
- * checkpoint that cin-run and cin-bench load like the source. See docs/derive.md; the library
- * part is graphs/derive.c. */
+/* cin-derive: fuses a task's structured pruning masks and adapters into a smaller X3D, ST-GCN
+ * or transformer checkpoint that cin-run and cin-bench load like the source. See
+ * docs/derive.md; the library part is graphs/derive*.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +15,11 @@ static void usage(FILE *to)
             "                  [--masks MASKS.safetensors | --ratio R [--stage-ratio S]\n"
             "                  [--norm l1|l2]]\n"
             "                  [--adapters TASK.safetensors] [--write-masks M.safetensors]\n"
-            "  --masks        0/1 masks <block>.branch2.conv_a.out_mask (inner width) and\n"
-            "                 <block>.branch2.conv_c.out_mask (stage output; SlowFast: .a., .c.)\n"
-            "  --ratio        fraction of each bottleneck's inner filters to prune, [0, 1)\n"
-            "  --stage-ratio  also prune this fraction of each stage's output channels\n"
+            "  --masks        0/1 masks <layer>.out_mask (docs/derive.md), e.g. X3D's\n"
+            "                 <block>.branch2.conv_a.out_mask, ST-GCN's <block>.gcn.conv.out_mask\n"
+            "  --ratio        fraction of each block's inner filters to prune, [0, 1)\n"
+            "  --stage-ratio  also prune this fraction of each stage's (X3D) or block's\n"
+            "                 (ST-GCN) output channels\n"
             "  --norm         rank filters by l1 (default) or l2 norm\n"
             "  --adapters     SPLoRA <layer>.adapter.rows/.cols, SPPaRA <layer>.adapter\n"
             "  --write-masks  write the masks used, to fine-tune elsewhere\n");
@@ -83,13 +84,17 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     derive_stats s;
     cin_err err = {0};
-    if (derive_x3d(&o, &s, &err) != 0) {
+    if (derive_model(&o, &s, &err) != 0) {
         fprintf(stderr, "cin-derive: %s\n", err.msg);
         return 1;
     }
-    fprintf(stderr, "cin-derive: %s -> %s: %d bottlenecks, inner channels %lld -> %lld, "
+    char outs[64] = "";
+    if (s.out_before)
+        snprintf(outs, sizeof outs, ", output channels %lld -> %lld", (long long)s.out_before,
+                 (long long)s.out_after);
+    fprintf(stderr, "cin-derive: %s -> %s: %d %s, inner channels %lld -> %lld%s, "
             "parameters %lld -> %lld (%.1f %%), %d adapted layers\n", o.source, o.out,
-            s.blocks, (long long)s.inner_before, (long long)s.inner_after,
+            s.blocks, s.unit, (long long)s.inner_before, (long long)s.inner_after, outs,
             (long long)s.params_before, (long long)s.params_after,
             100.0 * (double)s.params_after / (double)(s.params_before ? s.params_before : 1),
             s.adapted);

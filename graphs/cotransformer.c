@@ -31,6 +31,29 @@ static const float *get(tctx *c, const char *name, int ndim, int64_t d0, int64_t
     return c->owned[c->n_owned++] = v;
 }
 
+/* Layer l's feed-forward width: dim_feedforward, or in a checkpoint written by cin-derive
+ * (metadata cin.derive = "transformer") linear1's output rows, 1 to dim_feedforward; linear2
+ * is then read with that width, so a wrong one is still refused. */
+static int layer_ff(tctx *c, int l, int nominal)
+{
+    const char *how = wsrc_meta(c->w, "cin.derive");
+    if (c->failed || !how || strcmp(how, "transformer") != 0)
+        return nominal;
+    char name[64];
+    int ndim;
+    int64_t shape[8];
+    snprintf(name, sizeof name, "layers.%d.linear1.weight", l);
+    c->failed = wsrc_shape(c->w, name, &ndim, shape, c->err) != 0;
+    if (!c->failed && ndim == 2 && shape[0] >= 1 && shape[0] <= nominal)
+        return (int)shape[0];
+    if (!c->failed)
+        cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %lld rows in %d dimensions, "
+                    "expected 1 to %d in 2 (a derived feed-forward width)", wsrc_name(c->w),
+                    name, ndim ? (long long)shape[0] : 0LL, ndim, nominal);
+    c->failed = 1;
+    return nominal;
+}
+
 static void release(tctx *c)
 {
     for (int i = 0; i < c->n_owned; i++)
@@ -40,6 +63,8 @@ static void release(tctx *c)
 static void read_layer(tctx *c, int l, int d, int ff, tfm_layer_weights *w)
 {
     char n[96];
+    ff = layer_ff(c, l, ff);
+    w->dim_ff = ff;
 #define T(field, leaf, nd, a, b) \
     (snprintf(n, sizeof n, "layers.%d.%s", l, leaf), w->field = get(c, n, nd, a, b))
     T(in_proj_w, "self_attn.in_proj_weight", 2, 3 * d, d);

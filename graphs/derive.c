@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "derive_impl.h"
 
 static int64_t taps_of(int ndim, const int64_t *shape)
 {
@@ -108,7 +108,7 @@ int derive_keep_count(int n, double ratio)
 }
 
 /* score[o] += the L1 or L2 norm of filter o of w [out, per]. */
-static void add_filter_norms(const float *w, int out, int64_t per, derive_norm norm,
+void derive_add_norms(const float *w, int out, int64_t per, derive_norm norm,
                              double *score)
 {
     for (int o = 0; o < out; o++) {
@@ -123,7 +123,7 @@ static void add_filter_norms(const float *w, int out, int64_t per, derive_norm n
 
 /* mask01 = 1 for the `keep` largest scores, by selection: each round takes the best not yet
  * kept, the lower index on ties. */
-static void mask_from_scores(const double *score, int out, int keep, float *mask01)
+void derive_mask_from_scores(const double *score, int out, int keep, float *mask01)
 {
     for (int o = 0; o < out; o++)
         mask01[o] = 0.0f;
@@ -142,8 +142,8 @@ void derive_norm_mask(const float *w, int out, int64_t per, derive_norm norm, in
     double *score = calloc((size_t)(out ? out : 1), sizeof *score);
     if (!score)
         return;
-    add_filter_norms(w, out, per, norm, score);
-    mask_from_scores(score, out, keep, mask01);
+    derive_add_norms(w, out, per, norm, score);
+    derive_mask_from_scores(score, out, keep, mask01);
     free(score);
 }
 
@@ -173,41 +173,6 @@ static const role_rule sf_rules[] = {
     {"branch2.c.weight", CH_STAGE, CH_INNER}, {"branch2.c_bn.", CH_STAGE, CH_ALL},
     {"branch1.weight", CH_STAGE, CH_PREV}, {"branch1_bn.", CH_STAGE, CH_ALL},
     {NULL, CH_ALL, CH_ALL}};
-
-/* Kept channel indices; keep == NULL: all n. */
-typedef struct chmask {
-    int *keep, n;
-} chmask;
-
-typedef struct block {
-    char prefix[96];   /* "...branch2." */
-    int base_len;      /* the length of the block's own prefix, before "branch2." */
-    int stage, index;  /* 1..4, from 0 */
-    int inner;
-    int *keep, n_keep; /* the inner mask */
-} block;
-
-/* A stage's output mask, tied across its residuals, and the mask tensor that first gave it. */
-typedef struct stage_mask {
-    int width;
-    chmask m;
-    char given_by[192];
-} stage_mask;
-
-typedef struct dctx {
-    const derive_opts *o;
-    st_file *src, *adapters, *masks;
-    int slowfast;
-    block *blocks;
-    int n_blocks;
-    stage_mask stages[5]; /* [0]: the stem, never pruned */
-    int stage_pruned;
-    unsigned char *adapter_used;
-    st_out *outs;
-    int n_outs;
-    derive_stats stats;
-    cin_err *err;
-} dctx;
 
 static const char *conv_a_leaf(const dctx *c)
 {
@@ -320,7 +285,7 @@ static int find_blocks(dctx *c)
 }
 
 /* Reads a whole F32 tensor of f into a new array. */
-static int read_all(st_file *f, const char *name, st_info *info, float **out, cin_err *err)
+int derive_read_all(st_file *f, const char *name, st_info *info, float **out, cin_err *err)
 {
     int rc = st_find(f, name, info, err);
     if (rc)
@@ -349,11 +314,7 @@ static int adapter_index(const dctx *c, const char *name)
     return -1;
 }
 
-typedef struct adapter_bufs {
-    float *rows, *cols, *para;
-} adapter_bufs;
-
-static void adapter_bufs_free(adapter_bufs *b)
+void derive_bufs_free(derive_bufs *b)
 {
     free(b->rows);
     free(b->cols);
@@ -361,7 +322,7 @@ static void adapter_bufs_free(adapter_bufs *b)
 }
 
 /* Reads <layer>.adapter.rows [1, r, in] and .cols [1, out, r] if present. */
-static int load_splora(dctx *c, const char *layer, derive_adapter *a, adapter_bufs *b,
+static int load_splora(dctx *c, const char *layer, derive_adapter *a, derive_bufs *b,
                        int *found)
 {
     char rn[192], cn[192];
@@ -369,9 +330,9 @@ static int load_splora(dctx *c, const char *layer, derive_adapter *a, adapter_bu
     snprintf(cn, sizeof cn, "%s.adapter.cols", layer);
     int ir = adapter_index(c, rn), ic = adapter_index(c, cn);
     st_info ri, ci;
-    if (ir >= 0 && read_all(c->adapters, rn, &ri, &b->rows, c->err))
+    if (ir >= 0 && derive_read_all(c->adapters, rn, &ri, &b->rows, c->err))
         return c->err ? c->err->code : CIN_E_IO;
-    if (ic >= 0 && read_all(c->adapters, cn, &ci, &b->cols, c->err))
+    if (ic >= 0 && derive_read_all(c->adapters, cn, &ci, &b->cols, c->err))
         return c->err ? c->err->code : CIN_E_IO;
     if (ir >= 0 && (ri.ndim != 3 || ri.shape[0] != 1))
         return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': expected [1, rank, in]",
@@ -395,7 +356,7 @@ static int load_splora(dctx *c, const char *layer, derive_adapter *a, adapter_bu
 }
 
 /* The adapter of <layer> (SPLoRA, SPPaRA or both); *found = 0 when it has none. */
-static int load_adapter(dctx *c, const char *layer, derive_adapter *a, adapter_bufs *b,
+int derive_load_adapter(dctx *c, const char *layer, derive_adapter *a, derive_bufs *b,
                         int *found)
 {
     memset(a, 0, sizeof *a);
@@ -412,7 +373,7 @@ static int load_adapter(dctx *c, const char *layer, derive_adapter *a, adapter_b
     st_info pi;
     if (ip < 0)
         return 0;
-    if (read_all(c->adapters, pn, &pi, &b->para, c->err))
+    if (derive_read_all(c->adapters, pn, &pi, &b->para, c->err))
         return c->err ? c->err->code : CIN_E_IO;
     if (pi.ndim != 2)
         return cin_err_set(c->err, CIN_E_SHAPE, "%s: tensor '%s': %d dimensions, expected "
@@ -430,13 +391,13 @@ static int adapted_conv_a(dctx *c, const block *b, float **w, int64_t *per)
     snprintf(name, sizeof name, "%s.weight", layer);
     st_info info;
     float *w0;
-    int rc = read_all(c->src, name, &info, &w0, c->err);
+    int rc = derive_read_all(c->src, name, &info, &w0, c->err);
     if (rc)
         return rc;
     derive_adapter a;
-    adapter_bufs bufs;
+    derive_bufs bufs;
     int found;
-    rc = load_adapter(c, layer, &a, &bufs, &found);
+    rc = derive_load_adapter(c, layer, &a, &bufs, &found);
     *per = (int64_t)(info.nbytes / sizeof(float)) / info.shape[0];
     *w = malloc(info.nbytes);
     if (!rc && !*w)
@@ -444,7 +405,7 @@ static int adapted_conv_a(dctx *c, const block *b, float **w, int64_t *per)
     if (!rc)
         rc = derive_fuse(name, w0, info.ndim, info.shape, NULL, 0, NULL, 0,
                          found ? &a : NULL, *w, c->err);
-    adapter_bufs_free(&bufs);
+    derive_bufs_free(&bufs);
     free(w0);
     if (rc) {
         free(*w);
@@ -489,16 +450,16 @@ static int compute_masks(dctx *c)
 
 /* Adds the filter norms of source weight `name`, fused with its adapter and its inputs sliced
  * by `in`, to score. */
-static int add_layer_norms(dctx *c, const char *name, chmask in, double *score)
+int derive_layer_norms(dctx *c, const char *name, chmask in, double *score)
 {
     st_info info;
     float *w0 = NULL, *w = NULL;
-    int rc = read_all(c->src, name, &info, &w0, c->err), found = 0;
+    int rc = derive_read_all(c->src, name, &info, &w0, c->err), found = 0;
     derive_adapter a;
-    adapter_bufs bufs = {0};
+    derive_bufs bufs = {0};
     char layer[192];
     snprintf(layer, sizeof layer, "%.*s", (int)strlen(name) - 7, name);
-    rc = rc ? rc : load_adapter(c, layer, &a, &bufs, &found);
+    rc = rc ? rc : derive_load_adapter(c, layer, &a, &bufs, &found);
     int64_t per = 0;
     if (!rc && info.ndim >= 2 && info.shape[0] > 0 && info.shape[1] > 0) {
         int64_t taps = (int64_t)(info.nbytes / sizeof(float)) / info.shape[0] / info.shape[1];
@@ -510,8 +471,8 @@ static int add_layer_norms(dctx *c, const char *name, chmask in, double *score)
         rc = derive_fuse(name, w0, info.ndim, info.shape, NULL, 0, in.keep, in.n,
                          found ? &a : NULL, w, c->err);
     if (!rc && w)
-        add_filter_norms(w, (int)info.shape[0], per, c->o->norm, score);
-    adapter_bufs_free(&bufs);
+        derive_add_norms(w, (int)info.shape[0], per, c->o->norm, score);
+    derive_bufs_free(&bufs);
     free(w0);
     free(w);
     return rc;
@@ -545,14 +506,14 @@ static int compute_stage_mask(dctx *c, int s)
         if (b->stage != s)
             continue;
         snprintf(name, sizeof name, "%s%s.weight", b->prefix, c->slowfast ? "c" : "conv_c");
-        rc = add_layer_norms(c, name, (chmask){b->keep, b->n_keep}, score);
+        rc = derive_layer_norms(c, name, (chmask){b->keep, b->n_keep}, score);
         snprintf(name, sizeof name, "%.*s%s.weight", b->base_len, b->prefix,
                  c->slowfast ? "branch1" : "branch1_conv");
         if (!rc && b->index == 0)
-            rc = add_layer_norms(c, name, (chmask){NULL, 0}, score);
+            rc = derive_layer_norms(c, name, (chmask){NULL, 0}, score);
     }
     if (!rc) {
-        mask_from_scores(score, w, derive_keep_count(w, c->o->stage_ratio), mask);
+        derive_mask_from_scores(score, w, derive_keep_count(w, c->o->stage_ratio), mask);
         rc = set_stage_keep(c, s, mask);
     }
     free(score);
@@ -580,7 +541,7 @@ static block *mask_block(dctx *c, const char *name)
     return NULL;
 }
 
-static int check_mask_values(dctx *c, const char *name, const float *m, int n)
+int derive_check_mask(dctx *c, const char *name, const float *m, int n)
 {
     int kept = 0;
     for (int i = 0; i < n; i++) {
@@ -643,8 +604,8 @@ static int read_one_stage_mask(dctx *c, const block *b, st_info *info)
                            c->o->masks, info->name, info->ndim ? (long long)info->shape[0] : 1LL,
                            info->ndim, w, b->stage);
     float *m;
-    int rc = read_all(c->masks, info->name, info, &m, c->err);
-    rc = rc ? rc : check_mask_values(c, info->name, m, w);
+    int rc = derive_read_all(c->masks, info->name, info, &m, c->err);
+    rc = rc ? rc : derive_check_mask(c, info->name, m, w);
     rc = rc ? rc : read_stage_mask(c, b, info, m);
     free(m);
     return rc;
@@ -670,8 +631,8 @@ static int read_one_mask(dctx *c, int i)
                            info.name, info.ndim ? (long long)info.shape[0] : 1LL, info.ndim,
                            b->inner, c->o->source);
     float *m;
-    int rc = read_all(c->masks, info.name, &info, &m, c->err);
-    rc = rc ? rc : check_mask_values(c, info.name, m, b->inner);
+    int rc = derive_read_all(c->masks, info.name, &info, &m, c->err);
+    rc = rc ? rc : derive_check_mask(c, info.name, m, b->inner);
     rc = rc ? rc : set_keep(c, b, m);
     free(m);
     return rc;
@@ -728,14 +689,15 @@ static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, 
                        float *dst)
 {
     size_t len = strlen(info->name);
-    int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 7, ".weight") == 0;
+    int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 6, "weight") == 0 &&
+                    (info->name[len - 7] == '.' || info->name[len - 7] == '_');
     derive_adapter a;
-    adapter_bufs bufs = {0};
+    derive_bufs bufs = {0};
     int found = 0, rc = 0;
     if (is_weight) {
         char layer[192];
         snprintf(layer, sizeof layer, "%.*s", (int)(len - 7), info->name);
-        rc = load_adapter(c, layer, &a, &bufs, &found);
+        rc = derive_load_adapter(c, layer, &a, &bufs, &found);
     }
     c->stats.adapted += found;
     if (!rc && info->ndim >= 2)
@@ -745,7 +707,7 @@ static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, 
         for (int64_t k = 0; k < numel_of(info->ndim, info->shape); k++)
             if (!o.keep || k < o.n)
                 dst[k] = w0[o.keep ? o.keep[k] : k];
-    adapter_bufs_free(&bufs);
+    derive_bufs_free(&bufs);
     return rc;
 }
 
@@ -753,7 +715,7 @@ static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, 
 static int derive_tensor(dctx *c, const st_info *info)
 {
     chmask o, i;
-    slices_of(c, info->name, &o, &i);
+    c->slices(c, info->name, &o, &i);
     int64_t shape[ST_MAX_DIMS];
     memcpy(shape, info->shape, sizeof shape);
     if (o.keep)
@@ -762,7 +724,7 @@ static int derive_tensor(dctx *c, const st_info *info)
         shape[1] = i.n;
     float *w0, *dst = malloc(sizeof(float) * (size_t)(numel_of(info->ndim, shape) + 1));
     st_info full;
-    int rc = dst ? read_all(c->src, info->name, &full, &w0, c->err)
+    int rc = dst ? derive_read_all(c->src, info->name, &full, &w0, c->err)
                  : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
     if (rc) {
         free(dst);
@@ -779,7 +741,7 @@ static int derive_tensor(dctx *c, const st_info *info)
     return rc;
 }
 
-static int derive_all(dctx *c)
+int derive_tensors(dctx *c)
 {
     int n = st_count(c->src);
     c->outs = calloc((size_t)n + 1, sizeof *c->outs);
@@ -857,7 +819,7 @@ static int write_masks(dctx *c)
     return rc;
 }
 
-static int open_inputs(dctx *c)
+int derive_open(dctx *c)
 {
     const derive_opts *o = c->o;
     if (!o->masks && !(o->ratio >= 0.0 && o->ratio < 1.0))
@@ -869,16 +831,25 @@ static int open_inputs(dctx *c)
     int rc = st_open(o->source, &c->src, c->err);
     if (rc)
         return rc;
-    c->slowfast = st_find(c->src, "s1.pathway0_stem.conv_xy.weight", NULL, NULL) == 0;
     if (o->adapters && (rc = st_open(o->adapters, &c->adapters, c->err)) == 0) {
         c->adapter_used = calloc((size_t)st_count(c->adapters) + 1, 1);
         rc = c->adapter_used ? 0 : cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
     }
-    return rc ? rc : find_blocks(c);
+    return rc;
+}
+
+static int open_inputs(dctx *c)
+{
+    int rc = derive_open(c);
+    if (rc)
+        return rc;
+    c->slowfast = st_find(c->src, "s1.pathway0_stem.conv_xy.weight", NULL, NULL) == 0;
+    return find_blocks(c);
 }
 
 static void summarise(dctx *c)
 {
+    c->stats.unit = "bottlenecks";
     c->stats.blocks = c->n_blocks;
     for (int i = 0; i < c->n_blocks; i++) {
         c->stats.inner_before += c->blocks[i].inner;
@@ -886,22 +857,45 @@ static void summarise(dctx *c)
     }
 }
 
-static void dctx_free(dctx *c)
+void derive_close(dctx *c)
 {
     for (int i = 0; i < c->n_outs; i++) {
         free((char *)c->outs[i].name);
         free((float *)c->outs[i].data);
     }
     free(c->outs);
+    free(c->adapter_used);
+    st_close(c->src);
+    st_close(c->adapters);
+    st_close(c->masks);
+}
+
+static void dctx_free(dctx *c)
+{
     for (int i = 0; i < c->n_blocks; i++)
         free(c->blocks[i].keep);
     for (int s = 0; s < 5; s++)
         free(c->stages[s].m.keep);
     free(c->blocks);
-    free(c->adapter_used);
-    st_close(c->src);
-    st_close(c->adapters);
-    st_close(c->masks);
+    derive_close(c);
+}
+
+int derive_write(dctx *c, const char *kind)
+{
+    const char *meta[] = {"format", "pt", "cin.derive", kind, NULL};
+    return st_write(c->o->out, c->outs, c->n_outs, meta, c->err);
+}
+
+int derive_chmask_of(dctx *c, const float *mask01, int n, chmask *m)
+{
+    m->keep = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    m->n = 0;
+    if (!m->keep)
+        return cin_err_set(c->err, CIN_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        if (mask01[i] != 0.0f)
+            m->keep[m->n++] = i;
+    return 0;
 }
 
 /* Blocks the masks file did not name keep every channel. */
@@ -925,21 +919,34 @@ static int keep_unnamed(dctx *c)
 int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
 {
     cin_err_clear(err);
-    dctx c = {.o = o, .err = err};
+    dctx c = {.o = o, .err = err, .slices = slices_of};
     int rc = open_inputs(&c);
     if (!rc)
         rc = o->masks ? read_masks(&c) : compute_masks(&c);
     rc = rc ? rc : keep_unnamed(&c);
     if (!rc && !o->masks && o->stage_ratio > 0.0)
         rc = compute_stage_masks(&c);
-    rc = rc ? rc : derive_all(&c);
-    const char *meta[] = {"format", "pt", "cin.derive", c.stage_pruned ? "x3d-stages" : "x3d-inner",
-                          NULL};
-    rc = rc ? rc : st_write(o->out, c.outs, c.n_outs, meta, err);
+    rc = rc ? rc : derive_tensors(&c);
+    rc = rc ? rc : derive_write(&c, c.stage_pruned ? "x3d-stages" : "x3d-inner");
     rc = rc || !o->write_masks ? rc : write_masks(&c);
     summarise(&c);
     if (s)
         *s = c.stats;
     dctx_free(&c);
     return rc;
+}
+
+int derive_model(const derive_opts *o, derive_stats *s, cin_err *err)
+{
+    st_file *f;
+    int rc = st_open(o->source, &f, err);
+    if (rc)
+        return rc;
+    int stgcn = st_find(f, "st_gcn_networks.0.gcn.conv.weight", NULL, NULL) == 0 ||
+                st_find(f, "layers.layer1.tcn.t_conv.weight", NULL, NULL) == 0;
+    int tfm = st_find(f, "layers.0.linear1.weight", NULL, NULL) == 0;
+    st_close(f);
+    if (stgcn)
+        return derive_stgcn(o, s, err);
+    return tfm ? derive_transformer(o, s, err) : derive_x3d(o, s, err);
 }

@@ -3,8 +3,9 @@
  * channel masks and adapter weights, fused here into one smaller checkpoint,
  *     W_task = (W0 + adapter at the kernel's centre tap)[m_out][:, m_in],
  * SPLoRA's adapter being cols @ rows (rank r) and SPPaRA's a full pointwise matrix. This phase
- * derives X3D only: bottleneck inner widths (masks given or computed) and stage output widths
- * (masks given), see docs/derive.md. `cin-derive` (graphs/cin_derive.c) drives it.
+ * derives X3D (bottleneck inner and stage output widths), ST-GCN (block inner and output widths)
+ * and transformer encoders (feed-forward widths), from masks given or computed; see
+ * docs/derive.md. `cin-derive` (graphs/cin_derive.c) drives it.
  *
  *     derive_opts o = {.source = "x3d_s.safetensors", .ratio = 0.5, .norm = DERIVE_L1,
  *                      .out = "derived.safetensors"};
@@ -65,8 +66,10 @@ typedef struct derive_opts {
 } derive_opts;
 
 typedef struct derive_stats {
-    int blocks;               /* bottlenecks */
+    const char *unit;         /* what blocks counts: "bottlenecks", "ST-GCN blocks", ... */
+    int blocks;
     int64_t inner_before, inner_after; /* summed inner widths */
+    int64_t out_before, out_after;     /* ST-GCN: summed block output widths */
     int64_t params_before, params_after;
     int adapted;              /* layers with an adapter fused */
 } derive_stats;
@@ -81,5 +84,25 @@ typedef struct derive_stats {
  * named as a source tensor replaces it (a fine-tuned bias or norm). Any other name is
  * refused, naming it. s may be NULL. */
 int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err);
+
+/* Writes the derived ST-GCN (yysijie/st-gcn or continual-skeletons names; not AGCN) to o->out
+ * with metadata cin.derive = "stgcn". o->ratio prunes each block's inner width (the graph
+ * convolution's outputs, which the temporal convolution reads), o->stage_ratio each block's
+ * output (a group of blocks joined by identity residuals shares one mask). Masks:
+ * <block>.gcn.conv.out_mask ([C] or [K * C], continual-skeletons: <block>.gcn.g_conv.<k>.out_mask
+ * or .gcn.gcn_residual.0.out_mask) for the inner width, <block>.tcn.2.out_mask or
+ * .residual.0.out_mask (.tcn.t_conv., .residual.t_conv.) for the output; masks of tied
+ * channels must agree (CIN_E_FORMAT names both). Adapters as for derive_x3d. */
+int derive_stgcn(const derive_opts *o, derive_stats *s, cin_err *err);
+
+/* Writes the derived transformer encoder (torch.nn.TransformerEncoderLayer names under
+ * layers.N) to o->out with metadata cin.derive = "transformer": o->ratio, or the masks
+ * layers.N.linear1.out_mask [dim_feedforward], prune each layer's feed-forward width (linear1's
+ * outputs, linear2's inputs). Adapters on any Linear, and on the attention's in_proj_weight as
+ * <layer>.self_attn.in_proj.adapter[.rows/.cols], are fused unpruned. */
+int derive_transformer(const derive_opts *o, derive_stats *s, cin_err *err);
+
+/* derive_x3d, derive_stgcn or derive_transformer, by the source's tensor names. */
+int derive_model(const derive_opts *o, derive_stats *s, cin_err *err);
 
 #endif

@@ -55,6 +55,7 @@ typedef struct sk_ctx {
     char prefix[48];        /* the block's name prefix; empty outside blocks */
     int block;
     cin_dims dims;          /* the frame entering the next node */
+    int nominal_c;          /* the block input's width in the unpruned network */
     int joints, persons, k;
     int pad, strided;       /* temporal padding of the 9-tap convolutions; 0: stride 1 only */
     graph_kind graph_kind;
@@ -368,16 +369,23 @@ static int block_stride(const sk_ctx *x, const block_spec *b)
     return x->strided ? b->stride : 1;
 }
 
+/* A block's widths: the nominal ones, or those of a derived checkpoint. Which residuals are
+ * convolutions follows the unpruned network, whatever widths pruning left. */
+typedef struct widths {
+    int inner, out;         /* the graph convolution's output, the block's output */
+    int conv_res, gcn_res;  /* a 1x1 conv shortcut; continual-skeletons' conv gcn_residual */
+} widths;
+
 /* The block's shortcut on its input frame `in`: the identity (NULL) or a strided 1x1 conv,
  * centre-cropped when the temporal convolution is not padded to keep the clip's length. */
-static cin_node *shortcut(sk_ctx *x, const block_spec *b, cin_dims in)
+static cin_node *shortcut(sk_ctx *x, const block_spec *b, const widths *wd, cin_dims in)
 {
     int orig = x->layout == STGCN_ORIGINAL, stride = block_stride(x, b);
     x->dims = in;
     cin_node *c = NULL;
-    if (in.c != b->cout || stride != 1)
+    if (wd->conv_res)
         c = conv(x, orig ? "residual.0" : "residual.t_conv", orig ? "residual.1" : "residual.bn",
-                 b->cout, 1, stride, 0);
+                 wd->out, 1, stride, 0);
     if (x->pad == TCN_HALF || x->failed)
         return c;
     cin_node_list l = {0};
@@ -388,25 +396,70 @@ static cin_node *shortcut(sk_ctx *x, const block_spec *b, cin_dims in)
 }
 
 /* continual-skeletons' graph convolution unit: relu(bn(gcn(x)) + gres(x)). */
-static cin_node *gcn_unit_coskel(sk_ctx *x, int cout)
+static cin_node *gcn_unit_coskel(sk_ctx *x, const widths *wd)
 {
     cin_dims in = x->dims;
-    cin_node *g = gcn_coskel(x, cout), *gres = NULL;
+    cin_node *g = gcn_coskel(x, wd->inner), *gres = NULL;
     x->dims = in;
-    if (in.c != cout)
-        gres = conv(x, "gcn.gcn_residual.0", "gcn.gcn_residual.1", cout, 1, 1, 0);
+    if (wd->gcn_res)
+        gres = conv(x, "gcn.gcn_residual.0", "gcn.gcn_residual.1", wd->inner, 1, 1, 0);
     return sum_relu(x, g, gres);
 }
 
 /* The graph convolution and the temporal convolution. */
-static cin_node *main_branch(sk_ctx *x, const block_spec *b)
+static cin_node *main_branch(sk_ctx *x, const block_spec *b, const widths *wd)
 {
     int orig = x->layout == STGCN_ORIGINAL;
     cin_node_list l = {0};
-    cin_node_list_push(&l, orig ? gcn_original(x, b->cout) : gcn_unit_coskel(x, b->cout));
+    cin_node_list_push(&l, orig ? gcn_original(x, wd->inner) : gcn_unit_coskel(x, wd));
     cin_node_list_push(&l, conv(x, orig ? "tcn.2" : "tcn.t_conv", orig ? "tcn.3" : "tcn.bn",
-                                b->cout, TCN_KERNEL, block_stride(x, b), x->pad));
+                                wd->out, TCN_KERNEL, block_stride(x, b), x->pad));
     return seq_of(x, &l);
+}
+
+/* Output channels `per` times a width of 1 to nominal (want > 0: exactly want, as a tie
+ * with the block's input demands) of tensor <prefix><leaf>; 0 after a failure. */
+static int derived_width(sk_ctx *x, const char *leaf, int per, int nominal, int want)
+{
+    char name[128];
+    int ndim;
+    int64_t shape[8];
+    snprintf(name, sizeof name, "%s%s", x->prefix, leaf);
+    if (x->failed || wsrc_shape(x->w, name, &ndim, shape, x->err) != 0) {
+        x->failed = 1;
+        return 0;
+    }
+    int64_t c = ndim >= 2 && shape[0] % per == 0 ? shape[0] / per : 0;
+    if (c >= 1 && c <= nominal && (!want || c == want))
+        return (int)c;
+    x->failed = 1;
+    if (want)
+        cin_err_set(x->err, CIN_E_SHAPE, "%s: tensor '%s': %lld output channels, expected "
+                    "%d x %d (the block's input width, tied by an identity residual)",
+                    wsrc_name(x->w), name, ndim ? (long long)shape[0] : 0LL, per, want);
+    else
+        cin_err_set(x->err, CIN_E_SHAPE, "%s: tensor '%s': %lld output channels in %d "
+                    "dimensions, expected %d x (1 to %d) (a derived width)", wsrc_name(x->w),
+                    name, ndim ? (long long)shape[0] : 0LL, ndim, per, nominal);
+    return 0;
+}
+
+/* The block's widths; a checkpoint written by cin-derive (metadata cin.derive = "stgcn") has
+ * its own, and every other tensor is still read with the shape they imply. */
+static widths block_widths(sk_ctx *x, const block_spec *b)
+{
+    int orig = x->layout == STGCN_ORIGINAL, in = x->dims.c;
+    widths wd = {b->cout, b->cout, x->nominal_c != b->cout || block_stride(x, b) != 1,
+                 !orig && x->nominal_c != b->cout};
+    wd.conv_res &= b->shortcut;
+    const char *how = wsrc_meta(x->w, "cin.derive");
+    if (!how || strcmp(how, "stgcn") != 0)
+        return wd;
+    wd.inner = derived_width(x, orig ? "gcn.conv.weight" : "gcn.g_conv.0.weight",
+                             orig ? x->k : 1, b->cout, orig || wd.gcn_res ? 0 : in);
+    wd.out = derived_width(x, orig ? "tcn.2.weight" : "tcn.t_conv.weight", 1, b->cout,
+                           !b->shortcut || wd.conv_res ? 0 : in);
+    return wd;
 }
 
 static cin_node *block(sk_ctx *x, int i)
@@ -417,7 +470,9 @@ static cin_node *block(sk_ctx *x, int i)
              x->layout == STGCN_ORIGINAL ? i : i + 1);
     x->block = i;
     cin_dims in = x->dims;
-    cin_node *main = main_branch(x, b);
+    widths wd = block_widths(x, b);
+    x->nominal_c = b->cout;
+    cin_node *main = main_branch(x, b, &wd);
     if (!b->shortcut) {
         cin_node_list l = {0};
         cin_node_list_push(&l, main);
@@ -425,7 +480,7 @@ static cin_node *block(sk_ctx *x, int i)
         return seq_of(x, &l);
     }
     cin_dims out = x->dims;
-    cin_node *sc = shortcut(x, b, in);
+    cin_node *sc = shortcut(x, b, &wd, in);
     x->dims = out;
     return sum_relu(x, main, sc);
 }
@@ -672,6 +727,7 @@ int stgcn_build(const cin_skeleton_opts *o, int num_classes, wsrc *w, stgcn_layo
     x.graph = graph;
     x.persons = s.persons;
     x.dims = (cin_dims){s.channels, 1, s.persons * x.joints};
+    x.nominal_c = s.channels;
     x.strided = variants[v].strided;
     x.pad = x.strided ? TCN_HALF : 0;
     *root = head(&x, backbone(&x), s.clip_frames, class_count(num_classes, w, layout));

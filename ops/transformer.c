@@ -20,12 +20,13 @@
 #include <string.h>
 
 typedef struct tfm_layer {
+    int ff;                 /* the feed-forward width (a derived model prunes it per layer) */
     float *in_w, *in_b, *out_w, *out_b, *l1_w, *l1_b, *l2_w, *l2_b, *n1_w, *n1_b, *n2_w, *n2_b;
 } tfm_layer;
 
 typedef struct tfm {
     cin_node base;
-    int d, h, dh, ff, n, rows, layers, norm_first, has_cls;
+    int d, h, dh, ff, n, rows, layers, norm_first, has_cls;   /* ff: the widest layer's */
     act_kind act;
     float eps;
     tfm_first_form first;
@@ -150,9 +151,9 @@ static void finish_rows(const tfm *m, const tfm_layer *L, const float *x, const 
         norm_rows(m, L->n2_w, L->n2_b, w->t, rows, w->n2);
         ffn_in = w->n2;
     }
-    affine_rows(L->l1_w, L->l1_b, rows, m->ff, m->d, ffn_in, w->hid);
-    act_apply(m->act, (cin_dims){m->ff * rows, 1, 1}, w->hid, w->hid);
-    affine_rows(L->l2_w, L->l2_b, rows, m->d, m->ff, w->hid, z);
+    affine_rows(L->l1_w, L->l1_b, rows, L->ff, m->d, ffn_in, w->hid);
+    act_apply(m->act, (cin_dims){L->ff * rows, 1, 1}, w->hid, w->hid);
+    affine_rows(L->l2_w, L->l2_b, rows, m->d, L->ff, w->hid, z);
     for (size_t i = 0; i < n; i++)
         z[i] += y[i];
     if (!m->norm_first)
@@ -403,30 +404,30 @@ static size_t tfm_clip_scratch(const cin_node *n, int t_in)
 
 /* ---- multiply-adds ---- */
 
-static int64_t layer_tail_macs(const tfm *m)
+static int64_t layer_tail_macs(const tfm *m, int l)
 {
-    return (int64_t)m->d * m->d + 2 * (int64_t)m->d * m->ff; /* output projection + FFN */
+    return (int64_t)m->d * m->d + 2 * (int64_t)m->d * m->L[l].ff; /* output projection + FFN */
 }
 
 static int64_t tfm_macs_step(const cin_node *n)
 {
     const tfm *m = (const tfm *)n;
     int64_t d = m->d, rows = m->rows, qkv = 3 * d * d, att = 2 * rows * d;
-    int64_t first = qkv + att + layer_tail_macs(m);
+    int64_t first = qkv + att + layer_tail_macs(m, 0);
     if (m->layers == 1)
         return first;
     /* retroactive: each row drops one key and adds one (4d), the new row sums all keys */
     int64_t l0 = m->first == TFM_FIRST_RETROACTIVE ? qkv + rows * 4 * d + att : qkv + rows * att;
-    return l0 + rows * layer_tail_macs(m) + rows * qkv + att + layer_tail_macs(m);
+    return l0 + rows * layer_tail_macs(m, 0) + rows * qkv + att + layer_tail_macs(m, 1);
 }
 
 static int64_t tfm_macs_clip(const cin_node *n, int t_in)
 {
     const tfm *m = (const tfm *)n;
     int64_t d = m->d, rows = m->rows, qkv = 3 * d * d, att = 2 * rows * d;
-    int64_t window = rows * qkv + att + layer_tail_macs(m);
+    int64_t window = rows * qkv + att + layer_tail_macs(m, m->layers - 1);
     if (m->layers == 2)
-        window += rows * (att + layer_tail_macs(m)) + rows * qkv;
+        window += rows * (att + layer_tail_macs(m, 0)) + rows * qkv;
     int windows = t_in - m->n + 1;
     return windows > 0 ? window * windows : 0;
 }
@@ -460,6 +461,10 @@ static int check(const tfm_params *p, cin_err *err)
         return cin_err_set(err, CIN_E_CONFIG, "transformer: d_model %d, nhead %d, "
                            "dim_feedforward %d: expected d_model divisible by nhead",
                            p->d_model, p->nhead, p->dim_ff);
+    for (int l = 0; l < p->n_layers; l++)
+        if (p->layer[l].dim_ff < 0)
+            return cin_err_set(err, CIN_E_CONFIG, "transformer: layer %d: dim_ff %d, expected "
+                               ">= 1 (0: dim_feedforward)", l, p->layer[l].dim_ff);
     if (p->window < 1 || p->window > 4096)
         return cin_err_set(err, CIN_E_CONFIG, "transformer: window %d, expected 1..4096",
                            p->window);
@@ -478,6 +483,7 @@ static float *take(float **cursor, const float *src, size_t n)
 
 static void copy_layer(tfm_layer *L, const tfm_layer_weights *w, int d, int ff, float **c)
 {
+    L->ff = ff;
     L->in_w = take(c, w->in_proj_w, 3 * (size_t)d * d);
     L->in_b = take(c, w->in_proj_b, 3 * (size_t)d);
     L->out_w = take(c, w->out_proj_w, (size_t)d * d);
@@ -490,6 +496,11 @@ static void copy_layer(tfm_layer *L, const tfm_layer_weights *w, int d, int ff, 
     L->n1_b = take(c, w->norm1_b, d);
     L->n2_w = take(c, w->norm2_w, d);
     L->n2_b = take(c, w->norm2_b, d);
+}
+
+static int layer_ff(const tfm_params *p, int l)
+{
+    return p->layer[l].dim_ff > 0 ? p->layer[l].dim_ff : p->dim_ff;
 }
 
 static size_t layer_floats(int d, int ff)
@@ -518,20 +529,25 @@ int tfm_create(const tfm_params *p, cin_node **out, cin_err *err)
         return rc;
     int d = p->d_model;
     /* layers, class token, its projections, a norm's scratch while computing them */
-    size_t floats = p->n_layers * layer_floats(d, p->dim_ff) + 5 * (size_t)d;
+    size_t floats = 5 * (size_t)d;
+    int ff = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        floats += layer_floats(d, layer_ff(p, l));
+        ff = layer_ff(p, l) > ff ? layer_ff(p, l) : ff;
+    }
     tfm *m = calloc(1, sizeof *m);
     float *mem = m ? malloc(sizeof(float) * floats) : NULL;
     if (!mem) {
         free(m);
         return cin_err_set(err, CIN_E_NOMEM, "transformer: out of memory");
     }
-    *m = (tfm){.d = d, .h = p->nhead, .dh = d / p->nhead, .ff = p->dim_ff, .n = p->window,
+    *m = (tfm){.d = d, .h = p->nhead, .dh = d / p->nhead, .ff = ff, .n = p->window,
                .rows = p->window + (p->cls_token != NULL), .layers = p->n_layers,
                .norm_first = p->norm_first, .has_cls = p->cls_token != NULL,
                .act = p->activation, .eps = p->eps, .first = p->first, .mem = mem};
     float *c = mem;
     for (int l = 0; l < p->n_layers; l++)
-        copy_layer(&m->L[l], &p->layer[l], d, p->dim_ff, &c);
+        copy_layer(&m->L[l], &p->layer[l], d, layer_ff(p, l), &c);
     if (m->has_cls) {
         m->cls = take(&c, p->cls_token, d);
         m->cls_qkv = c;

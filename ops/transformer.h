@@ -21,6 +21,7 @@
 
 /* One torch.nn.TransformerEncoderLayer; arrays in its own layouts, copied by tfm_create. */
 typedef struct tfm_layer_weights {
+    int dim_ff;                            /* ff of this layer; 0: tfm_params.dim_ff */
     const float *in_proj_w, *in_proj_b;    /* [3d][d], [3d]: query, key, value rows */
     const float *out_proj_w, *out_proj_b;  /* [d][d], [d] */
     const float *linear1_w, *linear1_b;    /* [ff][d], [ff] */

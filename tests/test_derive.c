@@ -3,11 +3,13 @@
  * against the pruned reference model, and bad masks or adapters refused by name.
  * Tolerance: 1e-4 relative. */
 #include <CUnit/CUnit.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
+#include "adjacency.h"
 #include "cin.h"
 #include "derive.h"
 #include "safetensors.h"
@@ -560,6 +562,431 @@ static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
     st_close(f);
 }
 
+/* ---- derived ST-GCNs ---- */
+
+/* The reference's seeded tensors of one ST-GCN layout (golden/stgcn_names_<layout>.txt), the
+ * adjacency entries holding the NTU spatial graph, written to path. */
+static int dg_write_stgcn(const char *path, const char *layout)
+{
+    char list[64], name[256][128], shape[256][32];
+    snprintf(list, sizeof list, "golden/stgcn_names_%s.txt", layout);
+    FILE *f = fopen(list, "r");
+    int n = 0;
+    while (f && n < 256 && fscanf(f, "%127s %31s", name[n], shape[n]) == 2)
+        n++;
+    if (f)
+        fclose(f);
+    float graph[3 * 25 * 25];
+    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
+    static st_out t[256];
+    for (int i = 0; i < n; i++) {
+        st_out *o = &t[i];
+        size_t numel = 1, len = strlen(name[i]);
+        *o = (st_out){.name = name[i]};
+        for (char *c = shape[i]; *c; c += *c == 'x') {
+            o->shape[o->ndim] = strtoll(c, &c, 10);
+            numel *= (size_t)o->shape[o->ndim++];
+        }
+        float *v = malloc(sizeof(float) * numel);
+        double lo, hi;
+        cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
+        cin_seeded_fill(v, numel, 1, o->name, lo, hi);
+        if (strcmp(o->name, "A") == 0 || (len > 5 && strcmp(o->name + len - 5, "gcn.A") == 0))
+            memcpy(v, graph, sizeof graph);
+        o->data = v;
+    }
+    int rc = n > 100 ? st_write(path, t, n, NULL, NULL) : -1;
+    for (int i = 0; i < n; i++)
+        free((float *)t[i].data);
+    return rc;
+}
+
+static const char *dg_stgcn_source(int coskel)
+{
+    static const char *path[2];
+    if (!path[coskel]) {
+        path[coskel] = tu_tmp_path(coskel ? "coskel_seeded.safetensors"
+                                          : "stgcn_seeded.safetensors");
+        CU_ASSERT_FATAL(dg_write_stgcn(path[coskel], coskel ? "coskel" : "stgcn") == 0);
+    }
+    return path[coskel];
+}
+
+static cin_model *dg_load_stgcn(const char *weights, const char *variant, int clip_frames,
+                                cin_err *err)
+{
+    cin_skeleton_opts so = {.variant = variant, .clip_frames = clip_frames};
+    cin_model_opts o = {.arch = "stgcn", .skeleton = &so, .weights = weights};
+    cin_model *m = NULL;
+    cin_model_load(&o, &m, err);
+    return m;
+}
+
+/* Worst relative error of the clip over the golden's first clip_frames frames and, with
+ * steps, of every stepped output (each at its step) against clip_logits and step_logits. */
+static double dg_stgcn_error(cin_model *m, st_file *g, int steps)
+{
+    int frames = atoi(st_meta(g, "frames")), clip = atoi(st_meta(g, "clip_frames"));
+    double sum, worst;
+    float *x = tu_skeleton_input(frames, 2, &sum);
+    CU_ASSERT(fabs(sum - atof(st_meta(g, "input_sum"))) < 1e-3);
+    cin_model_info i;
+    cin_model_get_info(m, &i);
+    st_info ci, si;
+    float *want = dg_get(g, "clip_logits", &ci), *out = malloc(sizeof(float) * i.out_size);
+    size_t fsz = (size_t)i.in_channels * i.in_width;
+    cin_stream *s;
+    CU_ASSERT_FATAL(cin_stream_create(m, &s, NULL) == 0);
+    CU_ASSERT_FATAL(cin_stream_forward(s, x, clip, out) == 0);
+    worst = tu_rel_err(out, want, ci.nbytes / 4);
+    free(want);
+    want = steps ? dg_get(g, "step_logits", &si) : NULL;
+    int first = steps ? atoi(st_meta(g, "first_step")) : 0, j = 0;
+    CU_ASSERT(!steps || i.delay == first);
+    cin_stream_reset(s);
+    for (int t = 0; steps && t < frames; t++) {
+        int r = cin_stream_step(s, x + t * fsz, out);
+        CU_ASSERT_EQUAL(r, t >= first);
+        if (r != 1 || (size_t)(j + 1) * i.out_size > si.nbytes / 4)
+            continue;
+        double e = tu_rel_err(out, want + (size_t)j++ * i.out_size, i.out_size);
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(!steps || (size_t)j * i.out_size * 4 == si.nbytes);
+    cin_stream_free(s);
+    free(want);
+    free(out);
+    free(x);
+    return worst;
+}
+
+/* Derives the golden `name`'s model from the seeded source by ratio 0.5 (inner and outputs)
+ * with its adapters, checks the masks and the outputs, and that it is smaller. */
+static void dg_check_stgcn(const char *name, int coskel, const char *variant, int steps)
+{
+    char path[3][160];
+    snprintf(path[0], sizeof path[0], DG "%s_adapters.safetensors", name);
+    snprintf(path[1], sizeof path[1], DG "%s_masks.safetensors", name);
+    snprintf(path[2], sizeof path[2], DG "%s_logits.safetensors", name);
+    const char *out = tu_tmp_path("derived_stgcn.safetensors");
+    const char *masks = tu_tmp_path("derived_stgcn_masks.safetensors");
+    derive_opts o = {.source = dg_stgcn_source(coskel), .adapters = path[0], .out = out,
+                     .write_masks = masks, .ratio = 0.5, .stage_ratio = 0.5};
+    derive_stats ds;
+    cin_err err = {0};
+    int rc = derive_model(&o, &ds, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(ds.blocks, 10);
+    CU_ASSERT(ds.params_after < ds.params_before);
+    dg_masks_equal(path[1], masks);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(path[2], &g, NULL) == 0);
+    int clip = atoi(st_meta(g, "clip_frames"));
+    cin_model *src = dg_load_stgcn(o.source, variant, clip, NULL);
+    cin_model *m = dg_load_stgcn(out, variant, clip, &err);
+    if (!m)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    cin_model_info si, di;
+    cin_model_get_info(src, &si);
+    cin_model_get_info(m, &di);
+    CU_ASSERT(di.state_bytes < si.state_bytes);
+    CU_ASSERT(di.macs_step < si.macs_step);
+    CU_ASSERT(di.macs_clip < si.macs_clip);
+    double e = dg_stgcn_error(m, g, steps);
+    if (e > TOL)
+        fprintf(stderr, "\n  %s: rel err %.3g\n", name, e);
+    CU_ASSERT(e <= TOL);
+    st_close(g);
+    cin_model_free(m);
+    cin_model_free(src);
+}
+
+static void test_derived_cost_gcn_star_steps_and_clip_equal_the_pruned_reference(void)
+{
+    dg_check_stgcn("derive_cost_gcn_star", 0, "st-gcn*", 1);
+}
+
+static void test_derived_continual_skeletons_st_gcn_clip_equals_the_pruned_reference(void)
+{
+    dg_check_stgcn("derive_stgcn_coskel", 1, "st-gcn", 0);
+}
+
+static void test_cin_derive_with_given_st_gcn_masks_gives_the_reference_model(void)
+{
+    const char *out = tu_tmp_path("cli_stgcn.safetensors");
+    char args[1024];
+    int named;
+    snprintf(args, sizeof args, "--source %s --masks " DG "derive_cost_gcn_star_masks.safetensors"
+             " --adapters " DG "derive_cost_gcn_star_adapters.safetensors --out %s",
+             dg_stgcn_source(0), out);
+    CU_ASSERT_EQUAL(dg_run(args, &named, "10 ST-GCN blocks", "11 adapted layers"), 0);
+    CU_ASSERT(named);
+    cin_model *m = dg_load_stgcn(out, "st-gcn*", 100, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_cost_gcn_star_logits.safetensors", &g, NULL) == 0);
+    CU_ASSERT(dg_stgcn_error(m, g, 1) <= TOL);
+    st_close(g);
+    cin_model_free(m);
+}
+
+/* derive_model on an ST-GCN source fails with code and a message holding a and b. */
+static void dg_expect_stgcn(int coskel, const st_out *masks, int n, int code, const char *a,
+                            const char *b)
+{
+    const char *p = tu_tmp_path("bad_stgcn_masks.safetensors");
+    CU_ASSERT_FATAL(st_write(p, masks, n, NULL, NULL) == 0);
+    derive_opts o = {.source = dg_stgcn_source(coskel), .masks = p,
+                     .out = tu_tmp_path("bad_stgcn.safetensors")};
+    cin_err err = {0};
+    int rc = derive_model(&o, NULL, &err);
+    CU_ASSERT_EQUAL(rc, code);
+    CU_ASSERT(strstr(err.msg, a) && (!b || strstr(err.msg, b)));
+    if (rc != code || !strstr(err.msg, a) || (b && !strstr(err.msg, b)))
+        fprintf(stderr, "\n  got %d: %s\n", rc, err.msg);
+}
+
+static void test_bad_st_gcn_masks_are_refused_naming_the_tensor(void)
+{
+    float v[768];
+    for (int i = 0; i < 768; i++)
+        v[i] = (float)(i % 3 != 0);
+    const char *gc = "st_gcn_networks.3.gcn.conv.out_mask";
+    st_out t[2] = {{.name = gc, .ndim = 1, .shape = {63}, .data = v}};
+    dg_expect_stgcn(0, t, 1, CIN_E_SHAPE, gc, "expected [64] or [K * that]");
+    t[0].shape[0] = 192; /* K * C, whose partitions must agree: 64 % 3 != 0 shifts them */
+    dg_expect_stgcn(0, t, 1, CIN_E_FORMAT, gc, "partition 1 keeps other channels");
+    t[0].name = "st_gcn_networks.3.tcn.0.out_mask";
+    t[0].shape[0] = 64;
+    dg_expect_stgcn(0, t, 1, CIN_E_UNSUPPORTED, "st_gcn_networks.3.tcn.0.out_mask",
+                    "not a mask cin can apply");
+    /* blocks 4-6 are joined by identity residuals */
+    t[0] = (st_out){.name = "st_gcn_networks.4.residual.0.out_mask", .ndim = 1, .shape = {128},
+                    .data = v};
+    t[1] = (st_out){.name = "st_gcn_networks.6.tcn.2.out_mask", .ndim = 1, .shape = {128},
+                    .data = v + 1};
+    dg_expect_stgcn(0, t, 2, CIN_E_FORMAT, "st_gcn_networks.4.residual.0.out_mask'",
+                    "st_gcn_networks.6.tcn.2.out_mask' disagree");
+    /* continual-skeletons: block 2's graph convolution adds its input, block 1's output */
+    t[0] = (st_out){.name = "layers.layer1.tcn.t_conv.out_mask", .ndim = 1, .shape = {64},
+                    .data = v};
+    t[1] = (st_out){.name = "layers.layer2.gcn.g_conv.1.out_mask", .ndim = 1, .shape = {64},
+                    .data = v + 2};
+    dg_expect_stgcn(1, t, 2, CIN_E_FORMAT, "layers.layer1.tcn.t_conv.out_mask",
+                    "layers.layer2.gcn.g_conv.1.out_mask");
+}
+
+static void test_bad_st_gcn_adapters_are_refused_naming_the_tensor(void)
+{
+    float v[4096] = {0};
+    const char *p = tu_tmp_path("bad_stgcn_adapters.safetensors");
+    st_out t = {.name = "st_gcn_networks.2.gcn.conv.adapter.rows", .ndim = 3,
+                .shape = {1, 2, 64}, .data = v};
+    derive_opts o = {.source = dg_stgcn_source(0), .adapters = p, .ratio = 0.5,
+                     .out = tu_tmp_path("bad_stgcn.safetensors")};
+    cin_err err = {0};
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_NOTFOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "st_gcn_networks.2.gcn.conv.weight"));
+    t.name = "st_gcn_networks.2.gcn.kconv.adapter";
+    t.ndim = 2;
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "st_gcn_networks.2.gcn.kconv.adapter"));
+}
+
+/* The derived file without its mark is a full-width ST-GCN of the wrong shapes. */
+static void test_derived_st_gcn_without_its_mark_is_refused(void)
+{
+    const char *out = tu_tmp_path("derived_stgcn_marked.safetensors");
+    derive_opts o = {.source = dg_stgcn_source(0), .out = out, .ratio = 0.25};
+    CU_ASSERT_FATAL(derive_model(&o, NULL, NULL) == 0);
+    st_file *f;
+    CU_ASSERT_FATAL(st_open(out, &f, NULL) == 0);
+    int n = st_count(f);
+    st_out *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) {
+        st_info info;
+        st_info_at(f, i, &info);
+        t[i] = (st_out){.name = info.name, .ndim = info.ndim};
+        memcpy(t[i].shape, info.shape, sizeof info.shape);
+        t[i].data = dg_get(f, info.name, &info);
+    }
+    const char *plain = tu_tmp_path("derived_stgcn_plain.safetensors");
+    CU_ASSERT_FATAL(st_write(plain, t, n, NULL, NULL) == 0);
+    cin_err err = {0};
+    cin_model *m = dg_load_stgcn(plain, "st-gcn*", 100, &err);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "st_gcn_networks.0.gcn.conv.weight"));
+    m = dg_load_stgcn(out, "st-gcn*", 100, NULL);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    cin_model_free(m);
+    for (int i = 0; i < n; i++)
+        free((float *)t[i].data);
+    free(t);
+    st_close(f);
+}
+
+/* ---- a derived transformer ---- */
+
+/* Seeded weights of derive_tfm.py's encoder (input 16, d_model 32, 4 heads, ff 64, 2 layers,
+ * window 8, learned positions, 5 classes) under torch's names. */
+static const char *dg_tfm_source(void)
+{
+    static const char *path;
+    static const struct {
+        const char *leaf;
+        int ndim;
+        int64_t d0, d1;
+    } layer[] = {{"self_attn.in_proj_weight", 2, 96, 32}, {"self_attn.in_proj_bias", 1, 96, 0},
+                 {"self_attn.out_proj.weight", 2, 32, 32}, {"self_attn.out_proj.bias", 1, 32, 0},
+                 {"linear1.weight", 2, 64, 32}, {"linear1.bias", 1, 64, 0},
+                 {"linear2.weight", 2, 32, 64}, {"linear2.bias", 1, 32, 0},
+                 {"norm1.weight", 1, 32, 0}, {"norm1.bias", 1, 32, 0},
+                 {"norm2.weight", 1, 32, 0}, {"norm2.bias", 1, 32, 0}};
+    if (path)
+        return path;
+    static char names[32][64];
+    st_out t[32] = {{.name = "input_proj.weight", .ndim = 2, .shape = {32, 16}},
+                    {.name = "input_proj.bias", .ndim = 1, .shape = {32}},
+                    {.name = "pos_embedding", .ndim = 2, .shape = {8, 32}}};
+    int n = 3;
+    for (int l = 0; l < 2; l++)
+        for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++, n++) {
+            snprintf(names[n], sizeof names[n], "layers.%d.%s", l, layer[k].leaf);
+            t[n] = (st_out){.name = names[n], .ndim = layer[k].ndim,
+                            .shape = {layer[k].d0, layer[k].d1}};
+        }
+    t[n++] = (st_out){.name = "head.weight", .ndim = 2, .shape = {5, 32}};
+    t[n++] = (st_out){.name = "head.bias", .ndim = 1, .shape = {5}};
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
+        float *v = malloc(sizeof(float) * numel);
+        double lo, hi;
+        cin_seeded_range(t[i].name, t[i].ndim, t[i].shape, &lo, &hi);
+        cin_seeded_fill(v, numel, 1, t[i].name, lo, hi);
+        t[i].data = v;
+    }
+    path = tu_tmp_path("tfm_seeded.safetensors");
+    CU_ASSERT_FATAL(st_write(path, t, n, NULL, NULL) == 0);
+    for (int i = 0; i < n; i++)
+        free((float *)t[i].data);
+    return path;
+}
+
+static cin_model *dg_load_tfm(const char *weights, const char *first, cin_err *err)
+{
+    cin_transformer_opts to = {.input_dim = 16, .d_model = 32, .nhead = 4,
+                               .dim_feedforward = 64, .layers = 2, .window = 8,
+                               .pos = "learned", .first_layer = first};
+    cin_model_opts o = {.arch = "transformer", .transformer = &to, .num_classes = 5,
+                        .weights = weights};
+    cin_model *m = NULL;
+    cin_model_load(&o, &m, err);
+    return m;
+}
+
+/* Worst relative error of every stepped output, each at its step, against the golden. */
+static double dg_tfm_error(cin_model *m, st_file *g)
+{
+    int steps = atoi(st_meta(g, "steps")), first = atoi(st_meta(g, "first_step")), j = 0;
+    st_info li;
+    float *want = dg_get(g, "logits", &li), x[16 * 24], out[5];
+    cin_seeded_fill(x, 16 * 24, 2, "input", -1.0, 1.0);
+    cin_stream *s;
+    CU_ASSERT_FATAL(cin_stream_create(m, &s, NULL) == 0);
+    double worst = 0.0;
+    for (int t = 0; t < steps; t++) {
+        int r = cin_stream_step(s, x + t * 16, out);
+        CU_ASSERT_EQUAL(r, t >= first);
+        if (r != 1 || (size_t)(j + 1) * 5 * 4 > li.nbytes)
+            continue;
+        double e = tu_rel_err(out, want + (size_t)j++ * 5, 5);
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT_EQUAL((size_t)j * 5 * 4, li.nbytes);
+    cin_stream_free(s);
+    free(want);
+    return worst;
+}
+
+static void test_derived_transformer_equals_the_pruned_reference_in_both_forms(void)
+{
+    const char *out = tu_tmp_path("derived_tfm.safetensors");
+    const char *masks = tu_tmp_path("derived_tfm_masks.safetensors");
+    derive_opts o = {.source = dg_tfm_source(), .adapters = DG "derive_tfm_adapters.safetensors",
+                     .out = out, .write_masks = masks, .ratio = 0.5};
+    derive_stats ds;
+    cin_err err = {0};
+    int rc = derive_model(&o, &ds, &err);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(ds.blocks, 2);
+    CU_ASSERT_EQUAL(ds.inner_after * 2, ds.inner_before);
+    CU_ASSERT_EQUAL(ds.adapted, 4);
+    dg_masks_equal(DG "derive_tfm_masks.safetensors", masks);
+    st_file *g;
+    CU_ASSERT_FATAL(st_open(DG "derive_tfm_logits.safetensors", &g, NULL) == 0);
+    const char *forms[2] = {"regular", "retroactive"};
+    for (int k = 0; k < 2; k++) {
+        cin_model *src = dg_load_tfm(o.source, forms[k], NULL);
+        cin_model *m = dg_load_tfm(out, forms[k], &err);
+        if (!m)
+            fprintf(stderr, "\n  %s\n", err.msg);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        cin_model_info si, di;
+        cin_model_get_info(src, &si);
+        cin_model_get_info(m, &di);
+        CU_ASSERT(di.macs_step < si.macs_step);
+        CU_ASSERT(di.weight_bytes < si.weight_bytes);
+        double e = dg_tfm_error(m, g);
+        if (e > TOL)
+            fprintf(stderr, "\n  derived transformer (%s): rel err %.3g\n", forms[k], e);
+        CU_ASSERT(e <= TOL);
+        cin_model_free(m);
+        cin_model_free(src);
+    }
+    st_close(g);
+}
+
+static void test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name(void)
+{
+    float v[64];
+    for (int i = 0; i < 64; i++)
+        v[i] = (float)(i % 2);
+    const char *p = tu_tmp_path("bad_tfm_masks.safetensors");
+    st_out t = {.name = "layers.1.linear1.out_mask", .ndim = 1, .shape = {63}, .data = v};
+    derive_opts o = {.source = dg_tfm_source(), .masks = p,
+                     .out = tu_tmp_path("bad_tfm.safetensors")};
+    cin_err err = {0};
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_SHAPE);
+    CU_ASSERT(strstr(err.msg, "layers.1.linear1.out_mask") && strstr(err.msg, "expected [64]"));
+    t.name = "layers.1.self_attn.out_proj.out_mask";
+    t.shape[0] = 32;
+    CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
+    CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "layers.1.self_attn.out_proj.out_mask"));
+    /* a derived file loads as the source's size; a feed-forward wider than that does not */
+    o = (derive_opts){.source = dg_tfm_source(), .ratio = 0.25,
+                      .out = tu_tmp_path("tfm_ok.safetensors")};
+    CU_ASSERT_FATAL(derive_model(&o, NULL, NULL) == 0);
+    cin_transformer_opts to = {.input_dim = 16, .d_model = 32, .nhead = 4, .dim_feedforward = 40,
+                               .layers = 2, .window = 8, .pos = "learned"};
+    cin_model_opts mo = {.arch = "transformer", .transformer = &to, .num_classes = 5,
+                         .weights = o.out};
+    cin_model *m = NULL;
+    CU_ASSERT_EQUAL(cin_model_load(&mo, &m, &err), CIN_E_SHAPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "layers.0.linear1.weight"));
+    cin_model_free(m);
+}
+
 int test_derive_register(void)
 {
     static const struct {
@@ -577,6 +1004,14 @@ int test_derive_register(void)
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
         DG_T(test_masks_disagreeing_across_a_residual_are_refused_naming_both),
         DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
+        DG_T(test_derived_cost_gcn_star_steps_and_clip_equal_the_pruned_reference),
+        DG_T(test_derived_continual_skeletons_st_gcn_clip_equals_the_pruned_reference),
+        DG_T(test_cin_derive_with_given_st_gcn_masks_gives_the_reference_model),
+        DG_T(test_bad_st_gcn_masks_are_refused_naming_the_tensor),
+        DG_T(test_bad_st_gcn_adapters_are_refused_naming_the_tensor),
+        DG_T(test_derived_st_gcn_without_its_mark_is_refused),
+        DG_T(test_derived_transformer_equals_the_pruned_reference_in_both_forms),
+        DG_T(test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name),
 #undef DG_T
     };
     CU_pSuite s = CU_add_suite("derive", NULL, NULL);

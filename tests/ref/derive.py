@@ -270,7 +270,11 @@ def derived_stage_golden(outdir, crop=96, frames=40, window=4, keep_positions=9,
 
 
 def make_derive_goldens(outdir):
+    from derive_stgcn import make_derive_stgcn_goldens
+    from derive_tfm import make_derive_tfm_goldens
     os.makedirs(outdir, exist_ok=True)
     fuse_goldens(os.path.join(outdir, "derive_fuse.safetensors"))
     derived_x3d_golden(outdir)
     derived_stage_golden(outdir)
+    make_derive_stgcn_goldens(outdir)
+    make_derive_tfm_goldens(outdir)

@@ -23,6 +23,10 @@
                                 merge after each of them ("<k>/<tensor>"), see opcm.py
   derive/derive_fuse            SPLoRA/SPPaRA fused weights and L1/L2 masks, see derive.py
   derive/derive_x3d_xs_*        masks, adapters and stepping outputs of a derived X3D-XS
+  derive/derive_cost_gcn_star_*, derive/derive_stgcn_coskel_*  masks, adapters, clip (and
+                                continual) logits of derived ST-GCNs, see derive_stgcn.py
+  derive/derive_tfm_*           masks, adapters and window logits of a derived transformer,
+                                see derive_tfm.py
 
 Models use weights seeded_state_dict(model, seed=1) on their state_dict names (pytorchvideo's
 for X3D) and the input seeded_input(shape, seed=2): [T, 3, crop, crop] frame-major for X3D,
