@@ -65,7 +65,7 @@ static const char *const pcfg_top_keys[] = {
 static const char *const pcfg_source_keys[] = {
     "type", "id", "uri", "path", "format", "score", "open_timeout", "read_timeout",
     "rtsp_transport", "size", "rate", "pixel_format", "reconnect", "queue", "overload",
-    "realtime", NULL};
+    "realtime", "weights", "labels", NULL};
 static const char *const pcfg_overloads[] = {"keep-newest", "block", NULL};
 static const char *const pcfg_reconnect_keys[] = {"initial", "max", "attempts", NULL};
 static const char *const pcfg_transports[] = {"tcp", "udp", NULL};
@@ -725,6 +725,8 @@ static int pcfg_parse_one_source(const pcfg_map *m, int i, pipe_source *s)
         if (!(s->id = strdup(id)))
             rc = pcfg_nomem(m->ctx);
     }
+    rc = rc ? rc : pcfg_get_str(m, "weights", 1, &s->weights);
+    rc = rc ? rc : pcfg_get_str(m, "labels", 1, &s->labels);
     rc = rc ? rc : pcfg_parse_live(m, s);
     return rc ? rc : pcfg_parse_overload(m, s);
 }
@@ -1143,12 +1145,15 @@ static int pcfg_same_file(const char *a, const char *b)
 }
 
 /* A sink must not write over an input, the pipeline file or another sink. */
-/* Index of the first source read from path, or -1. */
+/* Index of the first source that reads path (its input, weights or labels), or -1. */
 static int pcfg_source_file(const pipe_config *c, const char *path)
 {
-    for (int i = 0; i < c->n_sources; i++)
-        if (pcfg_same_file(path, c->sources[i].uri))
+    for (int i = 0; i < c->n_sources; i++) {
+        const pipe_source *s = &c->sources[i];
+        if (pcfg_same_file(path, s->uri) || pcfg_same_file(path, s->weights) ||
+            pcfg_same_file(path, s->labels))
             return i;
+    }
     return -1;
 }
 
@@ -1167,7 +1172,7 @@ static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
                                "rows of one source; with %d sources use jsonl or csv (each "
                                "result names its source)", ctx->file, i, c->n_sources);
         if (src >= 0)
-            return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is the "
+            return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sinks[%d].path: '%s' is read by "
                                "source %s; a sink must not overwrite an input", ctx->file, i, p,
                                c->sources[src].id);
         for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
@@ -1355,6 +1360,8 @@ void pipe_config_free(pipe_config *c)
         free(c->sources[i].id);
         free(c->sources[i].rtsp_transport);
         free(c->sources[i].pixel_format);
+        free(c->sources[i].weights);
+        free(c->sources[i].labels);
     }
     for (pipe_model *m = &c->model; m; m = m->head) {
         free(m->arch);

@@ -94,6 +94,9 @@ typedef struct pipe_source {
     int queue;              /* frames decoded ahead of the model, at most */
     pipe_overload overload; /* what a full queue does */
     int realtime;           /* files: read at the pace of their timestamps, as a camera */
+    char *weights;          /* this source's checkpoint for model (a task's derived model);
+                               NULL: model.weights */
+    char *labels;           /* its class names; NULL: postprocess.labels */
 } pipe_source;
 
 typedef struct pipe_config {

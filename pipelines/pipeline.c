@@ -24,17 +24,28 @@
 
 #define PIPE_TICK_MS 50     /* how often the calling thread looks at the run */
 
-/* A model shared by every lane; a pipeline has one, or a backbone and the head it feeds. */
+/* A model shared by the lanes that use it; a model set is one, or a backbone and the head it
+ * feeds, with the labels of its classes. Sources that name their own weights (a task's
+ * derived checkpoint) or labels get a set of their own; the others share the first. */
 typedef struct stage {
     cin_model *model;
     cin_model_info info;
 } stage;
+
+typedef struct mset {
+    const char *weights;        /* the backbone's checkpoint; NULL: seeded */
+    const char *labels_path;
+    stage st[2];
+    int n_st;
+    post_labels *labels;
+} mset;
 
 struct run;
 
 typedef struct lane {
     struct run *r;
     const pipe_source *src;
+    const mset *m;
     int index;
     feed *feed;
     fqueue *q;
@@ -67,9 +78,8 @@ typedef struct run {
     const pipe_config *cfg;
     pipe_run_opts opts;
     cin_logger log;
-    stage st[2];
-    int n_st;
-    post_labels *labels;
+    mset set[PIPE_MAX_SOURCES];
+    int n_sets;
     sinks *out;
     size_t frame_size;
     lane *lane;
@@ -99,41 +109,41 @@ static double wall_now(void)
 }
 
 /* The stage whose outputs are the results. */
-static const cin_model_info *out_info(const run *r)
+static const cin_model_info *out_info(const mset *m)
 {
-    return &r->st[r->n_st - 1].info;
+    return &m->st[m->n_st - 1].info;
 }
 
-/* ---- the model ---- */
-
-static int load_stage(run *r, const pipe_model *pm, int features, cin_err *err)
+static int load_stage(run *r, mset *m, const pipe_model *pm, int features, cin_err *err)
 {
-    stage *s = &r->st[r->n_st++];
+    stage *s = &m->st[m->n_st++];
     cin_model_opts o;
     pipe_model_opts(r->cfg, pm, features, &o);
+    if (m->n_st == 1)
+        o.weights = m->weights;
     o.log = r->log.fn;
     o.log_user = r->log.user;
     o.log_level = r->log.level;
     int rc = cin_model_load(&o, &s->model, err);
     if (rc)
-        return cin_err_wrap(err, rc, "%s: %s", r->cfg->path, r->n_st > 1 ? "model.head" : "model");
+        return cin_err_wrap(err, rc, "%s: %s", r->cfg->path, m->n_st > 1 ? "model.head" : "model");
     cin_model_get_info(s->model, &s->info);
     return 0;
 }
 
 /* The model, and its head fed with the model's features when there is one. */
-static int load_models(run *r, cin_err *err)
+static int load_models(run *r, mset *m, cin_err *err)
 {
-    const pipe_model *m = &r->cfg->model;
-    int rc = load_stage(r, m, m->head != NULL, err);
-    if (rc || !m->head)
+    const pipe_model *pm = &r->cfg->model;
+    int rc = load_stage(r, m, pm, pm->head != NULL, err);
+    if (rc || !pm->head)
         return rc;
-    rc = load_stage(r, m->head, 0, err);
-    const cin_model_info *a = &r->st[0].info, *b = &r->st[1].info;
+    rc = load_stage(r, m, pm->head, 0, err);
+    const cin_model_info *a = &m->st[0].info, *b = &m->st[1].info;
     if (!rc && (b->in_height != 1 || b->in_width != 1))
         return cin_err_set(err, CIN_E_CONFIG, "%s: model.head: arch %s takes frames; a head "
                            "takes the model's feature vectors (use arch transformer)",
-                           r->cfg->path, r->cfg->model.head->arch);
+                           r->cfg->path, pm->head->arch);
     if (!rc && b->in_channels != a->out_size)
         return cin_err_set(err, CIN_E_CONFIG, "%s: model.head: takes %d features per frame, "
                            "the model gives %d (set model.head.transformer.input_dim)",
@@ -142,34 +152,74 @@ static int load_models(run *r, cin_err *err)
     return rc;
 }
 
-/* Labels and top-k, checked against the model's classes. */
-static int load_post(run *r, cin_err *err)
+/* Labels and top-k, checked against the set's classes. */
+static int load_post(run *r, mset *m, cin_err *err)
 {
     const pipe_config *c = r->cfg;
-    int classes = out_info(r)->out_size;
-    if (c->postprocess.labels) {
-        int rc = post_labels_load(c->postprocess.labels, classes, &r->labels, err);
+    int classes = out_info(m)->out_size;
+    if (m->labels_path) {
+        int rc = post_labels_load(m->labels_path, classes, &m->labels, err);
         if (rc)
             return rc;
     }
     if (c->postprocess.topk > classes)
-        return cin_err_set(err, CIN_E_CONFIG, "%s: postprocess.topk: %d, but the model has %d "
-                           "classes", c->path, c->postprocess.topk, classes);
+        return cin_err_set(err, CIN_E_CONFIG, "%s: postprocess.topk: %d, but the model%s%s has "
+                           "%d classes", c->path, c->postprocess.topk, m->weights ? " " : "",
+                           m->weights ? m->weights : "", classes);
     return 0;
+}
+
+static int same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Every set takes the frames the first one takes, so that any source fits any set. */
+static int check_input(const run *r, const mset *m, const pipe_source *s, cin_err *err)
+{
+    const cin_model_info *a = &r->set[0].st[0].info, *b = &m->st[0].info;
+    if (a->in_channels == b->in_channels && a->in_height == b->in_height &&
+        a->in_width == b->in_width)
+        return 0;
+    return cin_err_set(err, CIN_E_CONFIG, "%s: source %s: weights '%s' take %dx%dx%d frames, "
+                       "the other sources' model %dx%dx%d", r->cfg->path, s->id, m->weights,
+                       b->in_channels, b->in_height, b->in_width, a->in_channels, a->in_height,
+                       a->in_width);
+}
+
+/* The set for source s: an existing one with the same weights and labels, or a new one. */
+static int find_set(run *r, const pipe_source *s, const mset **out, cin_err *err)
+{
+    const pipe_config *c = r->cfg;
+    const char *w = s->weights ? s->weights : c->model.weights;
+    const char *l = s->labels ? s->labels : c->postprocess.labels;
+    for (int i = 0; i < r->n_sets; i++)
+        if (same_text(r->set[i].weights, w) && same_text(r->set[i].labels_path, l)) {
+            *out = &r->set[i];
+            return 0;
+        }
+    mset *m = &r->set[r->n_sets++];
+    *m = (mset){.weights = w, .labels_path = l};
+    int rc = load_models(r, m, err);
+    rc = rc ? rc : load_post(r, m, err);
+    rc = rc ? rc : check_input(r, m, s, err);
+    *out = m;
+    return rc;
 }
 
 /* ---- a lane's buffers and streams ---- */
 
 static int lane_alloc(run *r, lane *l, cin_err *err)
 {
-    const cin_model_info *i = &r->st[0].info;
-    int n = out_info(r)->out_size, k = r->cfg->postprocess.topk;
-    for (int s = 0; s < r->n_st; s++) {
-        int rc = cin_stream_create(r->st[s].model, &l->stream[s], err);
+    const mset *m = l->m;
+    const cin_model_info *i = &m->st[0].info;
+    int n = out_info(m)->out_size, k = r->cfg->postprocess.topk;
+    for (int s = 0; s < m->n_st; s++) {
+        int rc = cin_stream_create(m->st[s].model, &l->stream[s], err);
         if (rc)
             return rc;
     }
-    l->features = r->n_st > 1 ? malloc(sizeof(float) * i->out_size) : NULL;
+    l->features = m->n_st > 1 ? malloc(sizeof(float) * i->out_size) : NULL;
     l->logits = malloc(sizeof(float) * n);
     l->scores = malloc(sizeof(float) * n);
     l->top_idx = malloc(sizeof(int) * k);
@@ -179,7 +229,7 @@ static int lane_alloc(run *r, lane *l, cin_err *err)
         l->clip = malloc(sizeof(float) * r->frame_size * i->clip_frames);
         l->clip_ordered = malloc(sizeof(float) * r->frame_size * i->clip_frames);
     }
-    if ((r->n_st > 1 && !l->features) || !l->logits || !l->scores || !l->top_idx ||
+    if ((m->n_st > 1 && !l->features) || !l->logits || !l->scores || !l->top_idx ||
         !l->top_val || (clip && (!l->clip || !l->clip_ordered)))
         return cin_err_set(err, CIN_E_NOMEM, "pipeline: out of memory");
     lh_reset(&l->step);
@@ -189,9 +239,9 @@ static int lane_alloc(run *r, lane *l, cin_err *err)
     return fq_create(l->src->queue, r->frame_size, &l->q, err);
 }
 
-static void lane_release(run *r, lane *l)
+static void lane_release(lane *l)
 {
-    for (int s = 0; s < r->n_st; s++)
+    for (int s = 0; l->m && s < l->m->n_st; s++)
         cin_stream_free(l->stream[s]);
     feed_close(l->feed);
     fq_free(l->q);
@@ -207,9 +257,9 @@ static void lane_release(run *r, lane *l)
 /* ---- stepping one frame (a worker, holding the lane) ---- */
 
 /* One continual step through every stage: 1 with results in l->logits, 0 without, < 0. */
-static int step_stages(run *r, lane *l, const float *frame)
+static int step_stages(lane *l, const float *frame)
 {
-    if (r->n_st == 1)
+    if (l->m->n_st == 1)
         return cin_stream_step(l->stream[0], frame, l->logits);
     int have = cin_stream_step(l->stream[0], frame, l->features);
     return have <= 0 ? have : cin_stream_step(l->stream[1], l->features, l->logits);
@@ -218,7 +268,7 @@ static int step_stages(run *r, lane *l, const float *frame)
 /* Clip mode: the regular network over the last clip_frames frames, once that many arrived. */
 static int clip_step(run *r, lane *l, const float *frame, int64_t t)
 {
-    int T = r->st[0].info.clip_frames;
+    int T = l->m->st[0].info.clip_frames;
     size_t fs = r->frame_size;
     memcpy(l->clip + (size_t)(t % T) * fs, frame, sizeof(float) * fs);
     if (t + 1 < T)
@@ -230,17 +280,17 @@ static int clip_step(run *r, lane *l, const float *frame, int64_t t)
     return rc < 0 ? rc : 1;
 }
 
-static const char *stage_error(const run *r, const lane *l)
+static const char *stage_error(const lane *l)
 {
     const char *e = cin_stream_last_error(l->stream[0]);
-    return e[0] || r->n_st == 1 ? e : cin_stream_last_error(l->stream[1]);
+    return e[0] || l->m->n_st == 1 ? e : cin_stream_last_error(l->stream[1]);
 }
 
 /* The gap of a reconnection must not be blended into the windows: every stage's stream
  * starts again as if new, and clip mode collects a new clip. */
-static void reset_streams(run *r, lane *l)
+static void reset_streams(lane *l)
 {
-    for (int s = 0; s < r->n_st; s++)
+    for (int s = 0; s < l->m->n_st; s++)
         cin_stream_reset(l->stream[s]);
     l->reset_at = l->t;
 }
@@ -252,15 +302,15 @@ static int step_frame(run *r, lane *l, const fq_item *it, double *ms, int *sink_
 {
     const pipe_config *c = r->cfg;
     if (it->reset)
-        reset_streams(r, l);
+        reset_streams(l);
     double t0 = feed_now_ms();
     int have = c->model.mode == PIPE_MODE_CLIP ? clip_step(r, l, it->frame, l->t - l->reset_at)
-                                               : step_stages(r, l, it->frame);
+                                               : step_stages(l, it->frame);
     *ms = round((feed_now_ms() - t0) * 1e3) / 1e3; /* to the microsecond */
     if (have < 0)
-        return cin_err_set(err, have, "%s: model: %s", l->src->id, stage_error(r, l));
+        return cin_err_set(err, have, "%s: model: %s", l->src->id, stage_error(l));
     l->t++;
-    int k = c->postprocess.topk, n = out_info(r)->out_size;
+    int k = c->postprocess.topk, n = out_info(l->m)->out_size;
     if (have) {
         memcpy(l->scores, l->logits, sizeof(float) * n);
         if (c->postprocess.softmax)
@@ -270,7 +320,7 @@ static int step_frame(run *r, lane *l, const fq_item *it, double *ms, int *sink_
     sink_result res = {.source = l->src->id, .frame = it->index, .pts = it->pts,
                        .wall = wall_now(), .latency_ms = *ms, .k = k, .idx = l->top_idx,
                        .score = l->top_val,
-                       .labels = r->labels ? post_labels_array(r->labels) : NULL};
+                       .labels = l->m->labels ? post_labels_array(l->m->labels) : NULL};
     pthread_mutex_lock(&r->out_mu);
     int rc = sinks_write(r->out, &res, have ? l->logits : NULL, err);
     pthread_mutex_unlock(&r->out_mu);
@@ -408,7 +458,7 @@ static void reader_end(run *r, lane *l, int rc, const cin_err *e)
  * failure. */
 static int reader_open(run *r, lane *l, cin_err *err)
 {
-    feed_opts o = {.cfg = r->cfg, .src = l->src, .model = &r->st[0].info, .log = &r->log,
+    feed_opts o = {.cfg = r->cfg, .src = l->src, .model = &l->m->st[0].info, .log = &r->log,
                    .stop = &l->stop};
     int rc = feed_open(&o, &l->feed, err);
     return rc && atomic_load(&l->stop) ? 0 : rc;
@@ -548,12 +598,7 @@ static int default_workers(const pipe_config *c)
 static int setup(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
-    int rc = load_models(r, err);
-    rc = rc ? rc : load_post(r, err);
-    if (rc)
-        return rc;
-    const cin_model_info *i = &r->st[0].info;
-    r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
+    int rc = 0;
     r->n_lanes = c->n_sources;
     r->lane = calloc((size_t)r->n_lanes, sizeof *r->lane);
     r->n_workers = default_workers(c);
@@ -564,9 +609,14 @@ static int setup(run *r, cin_err *err)
         lane *l = &r->lane[k];
         *l = (lane){.r = r, .src = &c->sources[k], .index = k, .reading = 1};
         atomic_init(&l->stop, 0);
-        rc = lane_alloc(r, l, err);
+        rc = find_set(r, l->src, &l->m, err);
+        if (!rc && k == 0) {
+            const cin_model_info *i = &l->m->st[0].info;
+            r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
+        }
+        rc = rc ? rc : lane_alloc(r, l, err);
     }
-    return rc ? rc : sinks_open(c, out_info(r)->out_size, &r->out, err);
+    return rc ? rc : sinks_open(c, out_info(r->lane[0].m)->out_size, &r->out, err);
 }
 
 /* Starts every reader and worker; on a failure to start one, stops those already started. */
@@ -636,12 +686,14 @@ static int collect(run *r, pipe_stats *st, cin_err *err)
 static void release(run *r)
 {
     for (int k = 0; r->lane && k < r->n_lanes; k++)
-        lane_release(r, &r->lane[k]);
+        lane_release(&r->lane[k]);
     free(r->lane);
     free(r->worker);
-    for (int s = 0; s < r->n_st; s++)
-        cin_model_free(r->st[s].model);
-    post_labels_free(r->labels);
+    for (int m = 0; m < r->n_sets; m++) {
+        for (int s = 0; s < r->set[m].n_st; s++)
+            cin_model_free(r->set[m].st[s].model);
+        post_labels_free(r->set[m].labels);
+    }
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->out_mu);
     pthread_cond_destroy(&r->work);
@@ -666,12 +718,13 @@ static void init_run(run *r, const pipe_config *c, const pipe_run_opts *o)
 static void run_facts(const run *r, pipe_stats *st)
 {
     const pipe_config *c = r->cfg;
+    const mset *m = &r->set[0];
     int clip = c->model.mode == PIPE_MODE_CLIP;
-    st->delay = clip ? r->st[0].info.clip_frames - 1 : r->st[0].info.delay;
-    if (r->n_st > 1)
-        st->delay += r->st[1].info.delay;
+    st->delay = clip ? m->st[0].info.clip_frames - 1 : m->st[0].info.delay;
+    if (m->n_st > 1)
+        st->delay += m->st[1].info.delay;
     st->workers = r->n_workers;
-    snprintf(st->layout, sizeof st->layout, "%s", r->st[0].info.layout);
+    snprintf(st->layout, sizeof st->layout, "%s", m->st[0].info.layout);
 }
 
 int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, cin_err *err)

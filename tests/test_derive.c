@@ -11,7 +11,10 @@
 
 #include "adjacency.h"
 #include "cin.h"
+#include "config.h"
 #include "derive.h"
+#include "npy.h"
+#include "pipeline.h"
 #include "safetensors.h"
 #include "seeded.h"
 #include "util.h"
@@ -987,6 +990,95 @@ static void test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name(voi
     cin_model_free(m);
 }
 
+/* The results of source id in a JSON-lines file: frame index and the top-1 score (the raw
+ * logit: no softmax), in file order; the count. */
+static int dg_results(const char *path, const char *id, int64_t *frame, double *score, int cap)
+{
+    FILE *f = fopen(path, "r");
+    char line[2048], want[96];
+    int n = 0;
+    snprintf(want, sizeof want, "{\"source\": \"%s\", ", id);
+    while (f && fgets(line, sizeof line, f) && n < cap) {
+        long long fr;
+        const char *top = strstr(line, "\"score\": ");
+        if (strncmp(line, want, strlen(want)) || !top ||
+            sscanf(line + strlen(want), "\"frame\": %lld", &fr) != 1)
+            continue;
+        frame[n] = fr;
+        score[n++] = strtod(top + 9, NULL);
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Several tasks from one source on one device: the source model and two derived task models,
+ * one stream each in one pipeline. Each stream's results are those of its own weights stepped
+ * alone. */
+static void test_derived_models_run_one_stream_per_task_in_one_pipeline(void)
+{
+    const char *task[2] = {tu_tmp_path("task_a.safetensors"), tu_tmp_path("task_b.safetensors")};
+    derive_opts a = {.source = dg_source(), .out = task[0], .ratio = 0.5, .norm = DERIVE_L1};
+    derive_opts b = {.source = dg_source(), .out = task[1], .ratio = 0.25, .stage_ratio = 0.5,
+                     .norm = DERIVE_L2};
+    CU_ASSERT_EQUAL_FATAL(derive_x3d(&a, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(derive_x3d(&b, NULL, NULL), 0);
+    enum { T = 40, FS = 3 * 96 * 96 };
+    float *x = malloc(sizeof(float) * FS * T), logits[400];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    cin_seeded_fill(x, (size_t)FS * T, 5, "input", -1.0, 1.0);
+    int64_t shape[4] = {T, 3, 96, 96};
+    CU_ASSERT_EQUAL_FATAL(npy_write_f32(tu_tmp_path("tasks.npy"), 4, shape, x, NULL), 0);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "sources:\n  - {path: tasks.npy, id: base}\n"
+             "  - {path: tasks.npy, id: a, weights: '%s'}\n"
+             "  - {path: tasks.npy, id: b, weights: '%s'}\n"
+             "preprocess: {crop: 96, resize: 96}\n"
+             "model: {arch: x3d, size: xs, pool_window: 4, weights: '%s'}\n"
+             "postprocess: {softmax: false, topk: 1}\n"
+             "sinks: [{type: jsonl, path: tasks.jsonl}]\n", task[0], task[1], dg_source());
+    const char *yaml = tu_tmp_path("tasks.yaml");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(yaml, text, strlen(text)), 0);
+    pipe_config *c;
+    pipe_stats st;
+    cin_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(pipe_config_load(yaml, &c, &err), 0);
+    int rc = pipe_run(c, NULL, &st, &err);
+    pipe_config_free(c);
+    if (rc)
+        fprintf(stderr, "\n  %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    const char *ids[3] = {"base", "a", "b"}, *weights[3] = {dg_source(), task[0], task[1]};
+    for (int k = 0; k < 3; k++) {
+        int64_t frame[T];
+        double score[T];
+        int n = dg_results(tu_tmp_path("tasks.jsonl"), ids[k], frame, score, T);
+        cin_model *m = dg_load(weights[k], &err);
+        cin_stream *s = NULL;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT_EQUAL_FATAL(cin_stream_create(m, &s, &err), 0);
+        int got = 0;
+        double worst = 0;
+        for (int t = 0; t < T; t++) {
+            if (cin_stream_step(s, x + (size_t)t * FS, logits) != 1)
+                continue;
+            float best = logits[0];
+            for (int j = 1; j < 400; j++)
+                best = logits[j] > best ? logits[j] : best;
+            CU_ASSERT_FATAL(got < n);
+            CU_ASSERT_EQUAL(frame[got], t);
+            double e = fabs(score[got++] - best) / fmax(fabs(best), 1e-6);
+            worst = e > worst ? e : worst;
+        }
+        CU_ASSERT(got > 0 && got == n);
+        CU_ASSERT(worst <= 1e-6);
+        cin_stream_free(s);
+        cin_model_free(m);
+    }
+    free(x);
+}
+
 int test_derive_register(void)
 {
     static const struct {
@@ -1012,6 +1104,7 @@ int test_derive_register(void)
         DG_T(test_derived_st_gcn_without_its_mark_is_refused),
         DG_T(test_derived_transformer_equals_the_pruned_reference_in_both_forms),
         DG_T(test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name),
+        DG_T(test_derived_models_run_one_stream_per_task_in_one_pipeline),
 #undef DG_T
     };
     CU_pSuite s = CU_add_suite("derive", NULL, NULL);
