@@ -82,14 +82,15 @@ static void note_seeded(const pipe_config *c)
             (unsigned long long)c->model.seed);
 }
 
-static void stream_line(const char *when, const pipe_stream_stats *s)
+/* One stream's figures; a status line (during the run) also says when its source ended. */
+static void stream_line(const char *when, const pipe_stream_stats *s, int status)
 {
     fprintf(stderr, "cin-run: %s%s: in %.1f fps, out %.1f fps, step p50 %.2f ms p99 %.2f ms, "
-            "end to end p99 %.2f ms, queue %d/%d, %lld drop%s, %lld reconnect%s%s\n", when,
+            "end to end p99 %.2f ms, queue %d/%d, %lld drop%s, %lld reconnect%s%s%s\n", when,
             s->id, s->fps_in, s->fps_out, s->step_p50_ms, s->step_p99_ms, s->e2e_p99_ms,
             s->queue, s->queue_cap, (long long)s->drops, s->drops == 1 ? "" : "s",
             (long long)s->reconnects, s->reconnects == 1 ? "" : "s",
-            s->failed ? ", failed" : "");
+            s->failed ? ", failed" : "", status && s->ended && !s->failed ? ", ended" : "");
 }
 
 /* The one-line summary, and a line per stream when there are several; a run that failed
@@ -119,7 +120,7 @@ static void summary(const pipe_stats *s, int failed)
                 (long long)s->unnormalised);
     fputc('\n', stderr);
     for (int i = 0; s->n_streams > 1 && i < s->n_streams; i++)
-        stream_line("stream ", &s->stream[i]);
+        stream_line("stream ", &s->stream[i], 0);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
     int64_t longest = 0;
@@ -144,7 +145,7 @@ static void status_line(void *user, const pipe_status *s)
     (void)user;
     snprintf(when, sizeof when, "%.0f s: ", s->seconds);
     for (int i = 0; i < s->n_streams; i++)
-        stream_line(when, &s->stream[i]);
+        stream_line(when, &s->stream[i], 1);
 }
 
 static json_t *latency_json(double p50, double p99, double max)

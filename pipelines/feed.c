@@ -58,6 +58,8 @@ static int feed_wait(const feed *f, double secs)
     return feed_stopping(f);
 }
 
+static int feed_reopen(feed *f, double *waited, int *attempt, cin_err *err);
+
 /* ---- opening, by type ---- */
 
 static int feed_npy(feed *f, cin_err *err)
@@ -167,7 +169,18 @@ static int feed_video(feed *f, cin_err *err)
     memcpy(vo.mean, c->preprocess.mean, sizeof vo.mean);
     memcpy(vo.std, c->preprocess.std, sizeof vo.std);
     f->vo = vo;
-    return video_open(&vo, &f->video, err);
+    int rc = video_open(&vo, &f->video, err);
+    if (!rc || !s->reconnect.on || rc == CIN_E_CONFIG || feed_stopping(f))
+        return rc;
+    /* a camera that is down when the run starts is waited for as after a failure */
+    cin_log(f->o.log, CIN_LOG_WARN, "source", "%s: %s; retrying", s->id, err->msg);
+    double waited = 0;
+    int attempt = 0;
+    rc = feed_reopen(f, &waited, &attempt, err);
+    if (rc == 1)
+        cin_log(f->o.log, CIN_LOG_WARN, "source", "%s: %s: opened after %.2f s (attempt %d)",
+                s->id, s->uri, waited, attempt);
+    return rc == 1 ? 0 : rc == 0 ? CIN_E_IO : rc;
 }
 
 static int feed_open_type(feed *f, cin_err *err)

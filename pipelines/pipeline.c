@@ -521,7 +521,8 @@ static void lane_figures(const lane *l, int win, double secs, pipe_stream_stats 
                              .step_max_ms = step->count ? step->max : 0,
                              .e2e_p50_ms = lh_quantile(e2e, 0.5),
                              .e2e_p99_ms = lh_quantile(e2e, 0.99),
-                             .e2e_max_ms = e2e->count ? e2e->max : 0, .failed = l->rc != 0};
+                             .e2e_max_ms = e2e->count ? e2e->max : 0, .failed = l->rc != 0,
+                             .ended = !l->reading && !l->busy && fq_count(l->q) == 0};
     snprintf(s->id, sizeof s->id, "%s", l->src->id);
 }
 

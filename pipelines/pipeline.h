@@ -24,6 +24,7 @@ typedef struct pipe_stream_stats {
     double step_p50_ms, step_p99_ms, step_max_ms;
     double e2e_p50_ms, e2e_p99_ms, e2e_max_ms;
     int failed;                 /* the stream ended on an error */
+    int ended;                  /* its source ended and every frame read was stepped */
 } pipe_stream_stats;
 
 typedef struct pipe_stats {

@@ -229,17 +229,30 @@ static void *tl_serve(void *arg)
     return NULL;
 }
 
-/* Listens on an ephemeral port of 127.0.0.1 and starts the thread. */
-static int tl_server_start(tl_server *srv)
+/* Binds an ephemeral port of 127.0.0.1 without listening: connections are refused. */
+static int tl_server_bind(tl_server *srv)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
     srv->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (srv->fd < 0 || bind(srv->fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(srv->fd, 4) != 0 || getsockname(srv->fd, (struct sockaddr *)&a, &len) != 0)
+        getsockname(srv->fd, (struct sockaddr *)&a, &len) != 0)
         return -1;
     srv->port = ntohs(a.sin_port);
+    return 0;
+}
+
+/* Listens on the bound port and starts the thread. */
+static int tl_server_listen(tl_server *srv)
+{
+    if (listen(srv->fd, 4) != 0)
+        return -1;
     return pthread_create(&srv->thread, NULL, tl_serve, srv);
+}
+
+static int tl_server_start(tl_server *srv)
+{
+    return tl_server_bind(srv) != 0 ? -1 : tl_server_listen(srv);
 }
 
 static void tl_server_stop(tl_server *srv)
@@ -433,6 +446,35 @@ static void test_sigint_ends_a_blocked_open(void)
     CU_ASSERT_EQUAL(tl_stat(stats, "frames"), 0);
 }
 
+/* A live source that is down when the run starts is waited for with the reconnect policy,
+ * and its stream starts once the server comes up. */
+static void test_a_source_down_at_start_is_waited_for(void)
+{
+    tl_server srv = {.conns = 1, .send = 1, .hang_up = 1};
+    CU_ASSERT_EQUAL_FATAL(tl_server_bind(&srv), 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", srv.port);
+    const char *out = tu_tmp_path("late.jsonl");
+    const char *yaml = tl_yaml("late.yaml", uri, "reconnect: {initial: 0.2, max: 0.4}", out);
+    const char *log = tu_tmp_path("late.log"), *stats = tu_tmp_path("late.json");
+    pid_t pid = tl_cin_run(yaml, stats, log);
+    int refused = tl_wait_text(log, "; retrying", 20);
+    tl_sleep(0.5);
+    CU_ASSERT_EQUAL_FATAL(tl_server_listen(&srv), 0);
+    char part[512], last[32];
+    snprintf(part, sizeof part, "%s.part-%ld", out, (long)pid);
+    snprintf(last, sizeof last, "\"frame\": %d,", TL_TS_FRAMES - 1);
+    int done = tl_wait_text(part, last, 20);
+    kill(pid, SIGINT);
+    int status = tl_reap(pid, 10);
+    tl_server_stop(&srv);
+    CU_ASSERT(refused && done);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    TL_EXPECT_TEXT(log, "opened after");
+    CU_ASSERT_EQUAL(tl_stat(stats, "outputs"), TL_TS_FRAMES - 31);
+    CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 0);
+}
+
 /* Two sources, one of them a server that never answers: the other stream is stepped to its
  * end meanwhile, and SIGINT then ends the run cleanly with its results complete. */
 static void test_a_frozen_source_does_not_stall_the_others(void)
@@ -622,6 +664,7 @@ int test_live_register(void)
         TL_TEST(test_sigint_ends_a_reconnect_wait),
         TL_TEST(test_sigint_ends_a_blocked_open),
         TL_TEST(test_a_frozen_source_does_not_stall_the_others),
+        TL_TEST(test_a_source_down_at_start_is_waited_for),
         TL_TEST(test_rtsp_server_restart_reconnects_and_keeps_producing),
         TL_TEST(test_rtsp_over_udp_transport_gives_results),
 #undef TL_TEST
