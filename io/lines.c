@@ -187,9 +187,11 @@ static int lines_dial(lines_src *s, const char *uri, const struct sockaddr *addr
                            "%g s (open timeout)", uri, s->open_timeout);
     if (rc == LINES_STOP)
         return cin_err_set(err, CIN_E_IO, "%s: cannot connect: stopped", uri);
-    int flags = rc ? 0 : fcntl(s->fd, F_GETFL);
-    if (!rc && (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) < 0))
-        rc = LINES_FAILED;
+    if (!rc) {
+        int flags = fcntl(s->fd, F_GETFL);
+        if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+            rc = LINES_FAILED;
+    }
     if (rc)
         return cin_err_set(err, CIN_E_IO, "%s: cannot connect: %s", uri, strerror(errno));
     return 0;

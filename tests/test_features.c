@@ -872,6 +872,37 @@ static void test_unanswered_connect_times_out(void)
     close(fd);
 }
 
+/* A Unix listener with a full backlog refuses a non-blocking connect (EAGAIN) instead of
+ * queueing it; the source tries again until open_timeout. */
+static void test_unix_listener_with_full_backlog_times_out(void)
+{
+    const char *path = tu_tmp_path("full.sock");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 0) == 0);
+    int fill[2];
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    char uri[300];
+    snprintf(uri, sizeof uri, "unix:%s", path);
+    cin_err err;
+    int rc;
+    double t0 = now_s();
+    feat_src *s = open_timed(uri, 0.3, 0, &err, &rc);
+    double took = now_s() - t0;
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_EQUAL(rc, CIN_E_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cannot connect: timed out, no answer within 0.3 s"));
+    CU_ASSERT(took >= 0.25 && took <= 0.3 + TIMEOUT_SLACK);
+    for (int i = 0; i < 2; i++)
+        close(fill[i]);
+    close(fd);
+}
+
 static void test_negative_timeouts_are_invalid(void)
 {
     cin_err err;
@@ -997,6 +1028,8 @@ int test_features_register(void)
          test_silent_pipe_times_out_and_a_file_does_not},
         {"refused_connection_fails_at_once", test_refused_connection_fails_at_once},
         {"unanswered_connect_times_out", test_unanswered_connect_times_out},
+        {"unix_listener_with_full_backlog_times_out",
+         test_unix_listener_with_full_backlog_times_out},
         {"negative_timeouts_are_invalid", test_negative_timeouts_are_invalid},
         {"bad_options_are_invalid", test_bad_options_are_invalid},
         {"fuzzed_lines_never_crash", test_fuzzed_lines_never_crash},
