@@ -57,7 +57,8 @@ int feat_open(const feat_opts *o, feat_src **out, cin_err *err)
     if (!s->numeric)
         rc = cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
     lines_opts lo = {.uri = o->uri, .max_line = FEAT_MAX_LINE, .warn = o->warn, .stop = o->stop,
-                     .warn_user = o->warn_user};
+                     .warn_user = o->warn_user, .open_timeout = o->open_timeout,
+                     .read_timeout = o->read_timeout};
     if (!rc)
         rc = lines_open(&lo, &s->lines, err);
     if (rc) {

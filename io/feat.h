@@ -44,12 +44,15 @@ typedef void (*feat_warn_fn)(void *user, const char *msg);
 
 typedef struct feat_opts {
     const char *uri;      /* a file path, "-" for stdin, "tcp://127.0.0.1:PORT" (connect),
-                             "unix:/path/to.sock" (connect); copied by feat_open */
+                             "unix:/path/to.sock" (connect), "udp://127.0.0.1:PORT" (bind;
+                             see lines.h); copied by feat_open */
     int dim;              /* floats per vector, >= 1 */
     feat_format format;
     feat_warn_fn warn;    /* told about each skipped line; may be NULL */
     void *warn_user;
     const atomic_int *stop;    /* as lines_opts.stop; may be NULL */
+    double open_timeout;  /* as lines_opts: seconds to connect, 0: no limit */
+    double read_timeout;  /* as lines_opts: seconds a wait for bytes may take, 0: no limit */
 } feat_opts;
 
 typedef struct feat_src feat_src;

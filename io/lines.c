@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,16 +18,25 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LINES_FIRST_CAP ((size_t)64 << 10)
 #define LINES_STOP_SLICE_NS 50000000L   /* a stop flag is looked at every 50 ms */
+#define LINES_READ_TAG 1                /* user_data of the read (or poll) in flight */
+#define LINES_CANCEL_TAG 2
+
+/* How a wait in slices ended. */
+enum { LINES_READY = 1, LINES_WAITING = 0, LINES_FAILED = -1, LINES_EXPIRED = -2,
+       LINES_STOP = -3 };
 
 struct lines_src {
     int fd;
     int own_fd;                 /* 0 for stdin, which stays open */
     int datagrams;              /* udp://: each read is one datagram, which ends a line */
     const atomic_int *stop;
+    double open_timeout;        /* seconds; 0: none */
+    double read_timeout;        /* seconds; 0: none, and always 0 for a regular file */
     int have_ring;
     struct io_uring ring;       /* one read in flight at a time */
     lines_warn_fn warn;
@@ -41,6 +51,7 @@ struct lines_src {
     int eof;                    /* a read returned 0 (never for datagrams), or a stop */
     int stopped;                /* a stop request ended the input */
     int read_errno;             /* nonzero once a read failed; lines_next fails from then on */
+    int timed_out;              /* that failure was read_timeout passing with no byte */
     int64_t line_no;            /* of the line last taken from buf, from 1 */
     int64_t skipped;
     char msg[768];              /* the warning being reported */
@@ -77,6 +88,9 @@ void lines_warn(lines_src *s, const char *fmt, ...)
 
 static int lines_io_error(lines_src *s, cin_err *err)
 {
+    if (s->timed_out)
+        return cin_err_set(err, CIN_E_IO, "%s: timed out: no data for %g s (read timeout) "
+                           "after %lld lines", s->name, s->read_timeout, (long long)s->line_no);
     return cin_err_set(err, CIN_E_IO, "%s: read failed: %s", s->name, strerror(s->read_errno));
 }
 
@@ -93,40 +107,97 @@ static int lines_open_file(const char *path, int *fd, cin_err *err)
     return 0;
 }
 
-/* A blocking connect interrupted by a signal goes on in the background, and calling connect
- * again would fail with EALREADY; so wait for it to finish and take its result. */
-static int lines_connect(int fd, const struct sockaddr *addr, socklen_t len)
+static double lines_now(void)
 {
-    if (connect(fd, addr, len) == 0)
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double lines_deadline(double timeout)
+{
+    return timeout > 0 ? lines_now() + timeout : INFINITY;
+}
+
+static int lines_stopped(const lines_src *s)
+{
+    return s->stop && *s->stop;
+}
+
+/* Waits at most one slice for fd to be ready for events (fd < 0: sleeps the slice), so that
+ * a stop request is seen within the slice: LINES_READY, LINES_WAITING, LINES_EXPIRED past
+ * the deadline, LINES_STOP, or LINES_FAILED with errno. */
+static int lines_poll_slice(const lines_src *s, int fd, short events, double deadline)
+{
+    if (lines_stopped(s))
+        return LINES_STOP;
+    double left = deadline - lines_now();
+    if (left <= 0)
+        return LINES_EXPIRED;
+    int slice_ms = (int)(LINES_STOP_SLICE_NS / 1000000);
+    int ms = left * 1e3 < slice_ms ? (int)ceil(left * 1e3) : slice_ms;
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, ms);
+    if (n < 0)
+        return errno == EINTR ? LINES_WAITING : LINES_FAILED;
+    return n > 0 ? LINES_READY : LINES_WAITING;
+}
+
+/* Connects a non-blocking fd by the deadline: 0, or a LINES_* wait result (errno set for
+ * LINES_FAILED). A Unix listener with a full backlog refuses at once (EAGAIN) rather than
+ * queueing, so that connect is tried again every slice. */
+static int lines_connect_by(const lines_src *s, int fd, const struct sockaddr *addr,
+                            socklen_t len, double deadline)
+{
+    int rc = connect(fd, addr, len), r = LINES_WAITING;
+    while (rc != 0 && errno == EAGAIN && r == LINES_WAITING) {
+        r = lines_poll_slice(s, -1, 0, deadline);
+        rc = r == LINES_WAITING ? connect(fd, addr, len) : -1;
+    }
+    if (rc == 0)
         return 0;
-    if (errno != EINTR)
-        return -1;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int n;
-    do
-        n = poll(&p, 1, -1);
-    while (n < 0 && errno == EINTR);
+    if (r != LINES_WAITING)
+        return r;
+    if (errno != EINPROGRESS && errno != EINTR)
+        return LINES_FAILED;
+    while ((r = lines_poll_slice(s, fd, POLLOUT, deadline)) == LINES_WAITING)
+        continue;
+    if (r != LINES_READY)
+        return r;
     int so_error = 0;
     socklen_t so_len = sizeof so_error;
-    if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &so_len) < 0)
-        return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &so_len) < 0)
+        return LINES_FAILED;
     errno = so_error;
-    return so_error ? -1 : 0;
+    return so_error ? LINES_FAILED : 0;
 }
 
-static int lines_dial(const char *uri, const struct sockaddr *addr, socklen_t len, int *fd,
-                      cin_err *err)
+/* Connects within open_timeout, the socket non-blocking meanwhile and blocking again after:
+ * reads go through the ring, which waits on a blocking socket without a thread. */
+static int lines_dial(lines_src *s, const char *uri, const struct sockaddr *addr,
+                      socklen_t len, cin_err *err)
 {
-    *fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (*fd < 0)
+    s->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s->fd < 0)
         return cin_err_set(err, CIN_E_IO, "%s: cannot create a socket: %s", uri,
                            strerror(errno));
-    if (lines_connect(*fd, addr, len) == 0)
-        return 0;
-    return cin_err_set(err, CIN_E_IO, "%s: cannot connect: %s", uri, strerror(errno));
+    int rc = lines_connect_by(s, s->fd, addr, len, lines_deadline(s->open_timeout));
+    if (rc == LINES_EXPIRED)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot connect: timed out, no answer within "
+                           "%g s (open timeout)", uri, s->open_timeout);
+    if (rc == LINES_STOP)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot connect: stopped", uri);
+    if (!rc) {
+        int flags = fcntl(s->fd, F_GETFL);
+        if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+            rc = LINES_FAILED;
+    }
+    if (rc)
+        return cin_err_set(err, CIN_E_IO, "%s: cannot connect: %s", uri, strerror(errno));
+    return 0;
 }
 
-static int lines_open_unix(const char *uri, int *fd, cin_err *err)
+static int lines_open_unix(lines_src *s, const char *uri, cin_err *err)
 {
     const char *path = uri + strlen("unix:");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -135,7 +206,7 @@ static int lines_open_unix(const char *uri, int *fd, cin_err *err)
         return cin_err_set(err, CIN_E_INVAL, "%s: a socket path has 1 to %zu bytes", uri,
                            sizeof sa.sun_path - 1);
     memcpy(sa.sun_path, path, n + 1);
-    return lines_dial(uri, (const struct sockaddr *)&sa, sizeof sa, fd, err);
+    return lines_dial(s, uri, (const struct sockaddr *)&sa, sizeof sa, err);
 }
 
 /* Splits "HOST:PORT" or "[HOST]:PORT" into host[cap] and *port (1..65535). */
@@ -178,13 +249,13 @@ static int lines_resolve(const char *uri, const char *scheme, int socktype,
     return 0;
 }
 
-static int lines_open_tcp(const char *uri, int *fd, cin_err *err)
+static int lines_open_tcp(lines_src *s, const char *uri, cin_err *err)
 {
     struct addrinfo *ai;
     int rc = lines_resolve(uri, "tcp", SOCK_STREAM, &ai, err);
     if (rc)
         return rc;
-    rc = lines_dial(uri, ai->ai_addr, ai->ai_addrlen, fd, err);
+    rc = lines_dial(s, uri, ai->ai_addr, ai->ai_addrlen, err);
     freeaddrinfo(ai);
     return rc;
 }
@@ -212,9 +283,9 @@ static int lines_open_fd(lines_src *s, const char *uri, cin_err *err)
     }
     s->own_fd = 1;
     if (!strncmp(uri, "tcp://", strlen("tcp://")))
-        return lines_open_tcp(uri, &s->fd, err);
+        return lines_open_tcp(s, uri, err);
     if (!strncmp(uri, "unix:", strlen("unix:")))
-        return lines_open_unix(uri, &s->fd, err);
+        return lines_open_unix(s, uri, err);
     if (!strncmp(uri, "udp://", strlen("udp://"))) {
         s->datagrams = 1;
         return lines_open_udp(uri, &s->fd, err);
@@ -229,6 +300,12 @@ static int lines_check_opts(const lines_opts *o, cin_err *err)
     if (o->max_line < 1 || o->max_line > SIZE_MAX / 4)
         return cin_err_set(err, CIN_E_INVAL, "%s: max_line %zu is not in 1..%zu", o->uri,
                            o->max_line, SIZE_MAX / 4);
+    double t[2] = {o->open_timeout, o->read_timeout};
+    for (int i = 0; i < 2; i++)
+        if (!(t[i] >= 0) || !isfinite(t[i]))
+            return cin_err_set(err, CIN_E_INVAL, "%s: %s is %g; expected a finite number of "
+                               "seconds >= 0", o->uri, i ? "read_timeout" : "open_timeout",
+                               t[i]);
     return 0;
 }
 
@@ -266,6 +343,8 @@ int lines_open(const lines_opts *o, lines_src **out, cin_err *err)
     s->warn = o->warn;
     s->warn_user = o->warn_user;
     s->stop = o->stop;
+    s->open_timeout = o->open_timeout;
+    s->read_timeout = o->read_timeout;
     s->max_line = o->max_line;
     s->max_cap = o->max_line + 2;
     s->cap = s->max_cap < LINES_FIRST_CAP ? s->max_cap : LINES_FIRST_CAP;
@@ -275,6 +354,9 @@ int lines_open(const lines_opts *o, lines_src **out, cin_err *err)
         rc = cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
     if (!rc)
         rc = lines_open_fd(s, o->uri, err);
+    struct stat st;
+    if (!rc && fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode))
+        s->read_timeout = 0;        /* a file has no sender to wait for */
     if (!rc)
         rc = lines_open_ring(s, err);
     if (!rc && s->datagrams)
@@ -315,6 +397,11 @@ const char *lines_name(const lines_src *s)
     return s->name;
 }
 
+int lines_uri_is_socket(const char *uri)
+{
+    return !strncmp(uri, "tcp://", 6) || !strncmp(uri, "udp://", 6) || !strncmp(uri, "unix:", 5);
+}
+
 int lines_is_blank(const char *line, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -325,26 +412,66 @@ int lines_is_blank(const char *line, size_t len)
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
-static int lines_stopped(const lines_src *s)
+/* One slice of a wait, shorter when the deadline comes first. */
+static struct __kernel_timespec lines_slice(double deadline)
 {
-    return s->stop && *s->stop;
+    double left_ns = (deadline - lines_now()) * 1e9;
+    long ns = left_ns < LINES_STOP_SLICE_NS ? (long)(left_ns > 0 ? left_ns : 0)
+                                            : LINES_STOP_SLICE_NS;
+    return (struct __kernel_timespec){ns / 1000000000L, ns % 1000000000L};
 }
 
-/* Submits one request and waits for it: its result, or a negative errno; -ECANCELED once the
- * stop flag is set (the request is cancelled at close). The wait is cut into slices so that a
- * flag set by another thread, with no signal to interrupt it, is seen within one slice. */
-static int lines_ring_wait(lines_src *s)
+/* The read in flight outlived read_timeout: cancels it and takes both completions, so that no
+ * request is left writing into the buffer. A read that finished meanwhile gives its result;
+ * else -ETIMEDOUT, with timed_out set. */
+static int lines_cancel_read(lines_src *s)
 {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_cancel64(sqe, LINES_READ_TAG, 0);
+    io_uring_sqe_set_data64(sqe, LINES_CANCEL_TAG);
+    int rc = io_uring_submit(&s->ring);
+    if (rc != 1)
+        return rc < 0 ? rc : -EIO;
+    int res = -ETIMEDOUT;
+    for (int taken = 0; taken < 2;) {
+        struct io_uring_cqe *cqe;
+        rc = io_uring_wait_cqe(&s->ring, &cqe);
+        if (rc == -EINTR)
+            continue;
+        if (rc < 0)
+            return rc;
+        if (cqe->user_data == LINES_READ_TAG && cqe->res >= 0)
+            res = cqe->res;
+        io_uring_cqe_seen(&s->ring, cqe);
+        taken++;
+    }
+    s->timed_out = res == -ETIMEDOUT;
+    return res;
+}
+
+/* Submits one request and waits for it until the deadline: its result, or a negative errno;
+ * -ECANCELED once the stop flag is set (the request is cancelled at close); -ETIMEDOUT past
+ * the deadline (see lines_cancel_read). The wait is cut into slices so that a flag set by
+ * another thread, with no signal to interrupt it, is seen within one slice. */
+static int lines_ring_wait(lines_src *s, struct io_uring_sqe *sqe, double deadline)
+{
+    io_uring_sqe_set_data64(sqe, LINES_READ_TAG);
     int rc = io_uring_submit(&s->ring);
     if (rc != 1)
         return rc < 0 ? rc : -EIO;
     struct io_uring_cqe *cqe;
-    do {
-        struct __kernel_timespec slice = {0, LINES_STOP_SLICE_NS};
+    for (;;) {
+        struct __kernel_timespec slice = lines_slice(deadline);
         rc = io_uring_wait_cqe_timeout(&s->ring, &cqe, &slice);
-    } while ((rc == -EINTR || rc == -ETIME) && !lines_stopped(s));
-    if (rc == -EINTR || rc == -ETIME)
-        return -ECANCELED;
+        if (rc != -EINTR && rc != -ETIME)
+            break;
+        if (lines_stopped(s))
+            return -ECANCELED;
+        if (lines_now() >= deadline)
+            return lines_cancel_read(s);
+    }
     if (rc < 0)
         return rc;
     int res = cqe->res;
@@ -361,13 +488,15 @@ static ssize_t lines_stop(lines_src *s)
     return 0;
 }
 
-/* One read of up to n bytes through the ring, waited for: the bytes read (for a datagram,
- * its whole length, MSG_TRUNC, which may exceed n), 0 at the end, or -1 with errno. A read
- * takes the descriptor's own position (-1), so it serves files, pipes and sockets alike; a
- * descriptor its owner left non-blocking is polled until it has data. */
+/* One read of up to n bytes through the ring, waited for at most read_timeout: the bytes read
+ * (for a datagram, its whole length, MSG_TRUNC, which may exceed n), 0 at the end, or -1 with
+ * errno (ETIMEDOUT with timed_out set when no byte came in time). A read takes the
+ * descriptor's own position (-1), so it serves files, pipes and sockets alike; a descriptor
+ * its owner left non-blocking is polled until it has data. */
 static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
 {
     unsigned len = (unsigned)(n < (1u << 30) ? n : (1u << 30));
+    double deadline = lines_deadline(s->read_timeout);
     for (;;) {
         if (lines_stopped(s))
             return lines_stop(s);
@@ -380,7 +509,12 @@ static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
             io_uring_prep_recv(sqe, s->fd, dst, len, MSG_TRUNC);
         else
             io_uring_prep_read(sqe, s->fd, dst, len, (uint64_t)-1);
-        int res = lines_ring_wait(s);
+        int res = lines_ring_wait(s, sqe, deadline);
+        if (res == -EAGAIN && (sqe = io_uring_get_sqe(&s->ring))) {
+            io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+            res = lines_ring_wait(s, sqe, deadline);
+            res = res < 0 ? res : -EAGAIN;
+        }
         if (res == -ECANCELED)
             return lines_stop(s);
         if (res >= 0)
@@ -388,11 +522,6 @@ static ssize_t lines_sysread(lines_src *s, char *dst, size_t n)
         if (res != -EAGAIN && res != -EINTR) {
             errno = -res;
             return -1;
-        }
-        sqe = io_uring_get_sqe(&s->ring);
-        if (res == -EAGAIN && sqe) {
-            io_uring_prep_poll_add(sqe, s->fd, POLLIN);
-            lines_ring_wait(s);
         }
     }
 }

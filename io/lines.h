@@ -45,21 +45,29 @@ typedef struct lines_opts {
     void *warn_user;
     const atomic_int *stop; /* a read waiting for input gives up within 50 ms of *stop
                                being set (by a signal handler or another thread): the input
-                               ends there; may be NULL */
+                               ends there; a connect waiting for an answer fails; may be NULL */
+    double open_timeout;    /* seconds a tcp:// or unix: connect may take; 0: no limit */
+    double read_timeout;    /* seconds a wait for the next bytes may take on anything but a
+                               regular file (a socket, FIFO, pipe or terminal: where a sender
+                               can freeze); 0: no limit */
 } lines_opts;
 
 typedef struct lines_src lines_src;
 
 /* Opens the file, connects to the socket or binds the datagram socket named by o->uri; a FIFO
- * blocks here until a writer opens it. A datagram source never ends by itself. A TCP or UDP
- * host must be a numeric address (no name lookup; IPv6 as [::1]). Returns 0, CIN_E_INVAL
- * (bad options or uri), CIN_E_IO (cannot open, connect or bind) or CIN_E_NOMEM; the message
- * names the uri. *out is NULL on error; free a source with lines_close. */
+ * blocks here until a writer opens it (open_timeout is for connecting only). A datagram source
+ * never ends by itself. A TCP or UDP host must be a numeric address (no name lookup; IPv6 as
+ * [::1]). Returns 0, CIN_E_INVAL (bad options or uri), CIN_E_IO (cannot open, connect or
+ * bind; "<uri>: cannot connect: timed out, no answer within 2 s (open timeout)") or
+ * CIN_E_NOMEM; the message names the uri. *out is NULL on error; free a source with
+ * lines_close. */
 int lines_open(const lines_opts *o, lines_src **out, cin_err *err);
 
 /* The next line, NUL-terminated in place, in *line (writable, valid until the next call) and
  * *len: returns 1; 0 at the end of the input (and on every later call); CIN_E_IO if reading
- * failed (also on later calls), or CIN_E_NOMEM. Blocks until a line or the end arrives. A
+ * failed (also on later calls), or CIN_E_NOMEM. Blocks until a line or the end arrives, or
+ * until no byte came for read_timeout: then CIN_E_IO, "<uri>: timed out: no data for 2 s
+ * (read timeout) after 7 lines" (bytes of an unfinished line are no line). A
  * line longer than max_line is skipped here as lines_skip does, with "line longer than N
  * bytes". A NUL byte inside a line is kept: *len counts past it. */
 int lines_next(lines_src *s, char **line, size_t *len, cin_err *err);
@@ -70,6 +78,9 @@ int lines_skip(lines_src *s, const char *fmt, ...) __attribute__((format(printf,
 
 /* Reports "<uri>:<line>: <message>" about the line last returned without counting it. */
 void lines_warn(lines_src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* 1 if uri names a socket, tcp://, udp:// or unix:, where a sender can go silent. */
+int lines_uri_is_socket(const char *uri);
 
 /* 1 if line[0, len) holds only blanks (spaces, tabs, carriage returns). */
 int lines_is_blank(const char *line, size_t len);

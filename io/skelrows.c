@@ -101,8 +101,9 @@ static int skelrows_alloc(skelrows_src *s, const skelrows_opts *o, cin_err *err)
     s->numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (!s->acc || !s->seen || !s->numeric)
         return cin_err_set(err, CIN_E_NOMEM, "%s: out of memory", o->uri);
-    lines_opts lo = {.uri = o->uri, .max_line = SKELROWS_MAX_LINE, .warn = o->warn, .stop = o->stop,
-                     .warn_user = o->warn_user};
+    lines_opts lo = {.uri = o->uri, .max_line = SKELROWS_MAX_LINE, .warn = o->warn,
+                     .warn_user = o->warn_user, .stop = o->stop,
+                     .open_timeout = o->open_timeout, .read_timeout = o->read_timeout};
     return lines_open(&lo, &s->lines, err);
 }
 

@@ -99,6 +99,8 @@ typedef struct skelrows_opts {
     skelrows_warn_fn warn;  /* told about each skipped or dropped line; may be NULL */
     void *warn_user;
     const atomic_int *stop;    /* as lines_opts.stop; may be NULL */
+    double open_timeout;    /* as lines_opts: seconds to connect, 0: no limit */
+    double read_timeout;    /* as lines_opts: seconds a wait for bytes may take, 0: no limit */
 } skelrows_opts;
 
 /* What a source has seen so far. */

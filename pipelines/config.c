@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "lines.h"
 #include "video.h"
 
 #define PCFG_MAX_BYTES (1 << 20)    /* a pipeline file is a few hundred bytes */
@@ -625,33 +626,44 @@ static int pcfg_parse_reconnect(const pcfg_map *src, pipe_source *s)
     return rc;
 }
 
-/* A key that only some video uris take: present elsewhere, it is refused. */
+/* A key that only some sources take (`ok`): present elsewhere, it is refused, naming those
+ * (`which`, after "only for"). */
 static int pcfg_only_for(const pcfg_map *m, const pipe_source *s, const char *key, int ok,
                          const char *which)
 {
     char field[PCFG_FIELD_MAX];
     yaml_node_t *v = pcfg_find(m, key);
-    if (!v || (ok && s->type == PIPE_SOURCE_VIDEO))
+    if (!v || ok)
         return 0;
-    return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for video sources%s (uri is "
-                     "'%s')", which, s->uri);
+    return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for %s (uri is '%s')", which,
+                     s->uri);
 }
 
-/* The live-source keys: timeouts for any video, the others for the uris that take them. */
+/* The live-source keys: timeouts for any video and for rows from a socket, the others for the
+ * video uris that take them. A row source connects within the video default but may wait for
+ * rows forever: a tracker with nobody in view can be silent and still be well. */
 static int pcfg_parse_live(const pcfg_map *m, pipe_source *s)
 {
     const char *uri = s->uri;
-    int live = pcfg_is_live(s), v4l2 = video_uri_is_v4l2(uri), tr = -1;
-    s->open_timeout = live ? PIPE_DEFAULT_OPEN_TIMEOUT : 0;
-    s->read_timeout = live ? PIPE_DEFAULT_READ_TIMEOUT : 0;
-    int rc = pcfg_only_for(m, s, "open_timeout", 1, "");
-    rc = rc ? rc : pcfg_only_for(m, s, "read_timeout", 1, "");
-    rc = rc ? rc : pcfg_only_for(m, s, "rtsp_transport", !strncmp(uri, "rtsp://", 7),
-                                 " with an rtsp:// uri");
+    int video = s->type == PIPE_SOURCE_VIDEO, live = pcfg_is_live(s);
+    int v4l2 = video && video_uri_is_v4l2(uri), tr = -1;
+    int rows = (s->type == PIPE_SOURCE_FEATURES || s->type == PIPE_SOURCE_SKELETON) &&
+               lines_uri_is_socket(uri);
+    const char *timed = "video sources and features or skeleton sources on a socket (tcp://, "
+                        "udp://, unix:)";
+    s->open_timeout = live || rows ? PIPE_DEFAULT_OPEN_TIMEOUT : 0;
+    s->read_timeout = live ? PIPE_DEFAULT_READ_TIMEOUT : rows ? PIPE_DEFAULT_ROWS_READ_TIMEOUT
+                                                             : 0;
+    int rc = pcfg_only_for(m, s, "open_timeout", video || rows, timed);
+    rc = rc ? rc : pcfg_only_for(m, s, "read_timeout", video || rows, timed);
+    rc = rc ? rc : pcfg_only_for(m, s, "rtsp_transport", video && !strncmp(uri, "rtsp://", 7),
+                                 "video sources with an rtsp:// uri");
     static const char *const v4l2_keys[] = {"size", "rate", "pixel_format"};
     for (int i = 0; !rc && i < 3; i++)
-        rc = pcfg_only_for(m, s, v4l2_keys[i], v4l2, " from a V4L2 device (/dev/video*)");
-    rc = rc ? rc : pcfg_only_for(m, s, "realtime", !live, " read from a file");
+        rc = pcfg_only_for(m, s, v4l2_keys[i], v4l2,
+                           "video sources from a V4L2 device (/dev/video*)");
+    rc = rc ? rc : pcfg_only_for(m, s, "realtime", video && !live,
+                                 "video sources read from a file");
     rc = rc ? rc : pcfg_get_seconds(m, "open_timeout", 0, &s->open_timeout);
     rc = rc ? rc : pcfg_get_seconds(m, "read_timeout", 0, &s->read_timeout);
     rc = rc ? rc : pcfg_get_choice(m, "rtsp_transport", pcfg_transports, &tr);

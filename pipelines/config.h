@@ -42,6 +42,9 @@ typedef enum { PIPE_OVERLOAD_KEEP_NEWEST, PIPE_OVERLOAD_BLOCK } pipe_overload;
 /* Live video sources (docs/pipeline.md, "Live sources"). */
 #define PIPE_DEFAULT_OPEN_TIMEOUT 10.0
 #define PIPE_DEFAULT_READ_TIMEOUT 5.0
+/* Features and skeleton rows from a socket connect within PIPE_DEFAULT_OPEN_TIMEOUT; a
+ * sender may be idle (nobody in view), so the wait for rows has no limit by default. */
+#define PIPE_DEFAULT_ROWS_READ_TIMEOUT 0.0
 #define PIPE_DEFAULT_RECONNECT_INITIAL 0.5
 #define PIPE_DEFAULT_RECONNECT_MAX 8.0
 /* Frames a source decodes ahead of the model, by default. */
@@ -79,8 +82,10 @@ typedef struct pipe_source {
     pipe_format format;     /* features, skeleton: how records are written */
     int score;              /* skeleton rows: the model's last value is the score */
     /* video: live sources (network uris, devices); resolved, so 0 means none */
-    double open_timeout;    /* seconds; live default PIPE_DEFAULT_OPEN_TIMEOUT */
-    double read_timeout;    /* seconds; live default PIPE_DEFAULT_READ_TIMEOUT */
+    double open_timeout;    /* seconds; default PIPE_DEFAULT_OPEN_TIMEOUT for live video and
+                               for features and skeleton rows from a socket */
+    double read_timeout;    /* seconds; live default PIPE_DEFAULT_READ_TIMEOUT, rows from a
+                               socket PIPE_DEFAULT_ROWS_READ_TIMEOUT */
     char *rtsp_transport;   /* "tcp", "udp" or NULL (libav's choice) */
     int width, height;      /* V4L2 requested size; 0 = the device's */
     double rate;            /* V4L2 requested frames per second; 0 = the device's */

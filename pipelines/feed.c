@@ -108,7 +108,9 @@ static int feed_features(feed *f, cin_err *err)
                            c->model.arch, i->in_height, i->in_width);
     feat_opts o = {.uri = f->o.src->uri, .dim = i->in_channels,
                    .format = f->o.src->format == PIPE_FORMAT_CSV ? FEAT_CSV : FEAT_JSONL,
-                   .warn = feed_warn, .warn_user = f, .stop = f->o.stop};
+                   .warn = feed_warn, .warn_user = f, .stop = f->o.stop,
+                   .open_timeout = f->o.src->open_timeout,
+                   .read_timeout = f->o.src->read_timeout};
     return feat_open(&o, &f->features, err);
 }
 
@@ -141,7 +143,8 @@ static int feed_skeleton(feed *f, cin_err *err)
                     .joints = i->joints, .persons = i->persons, .score = s->score,
                     .fps = c->preprocess.fps, .centre_joint = c->preprocess.centre_joint,
                     .scale_bone = {c->preprocess.scale_bone[0], c->preprocess.scale_bone[1]},
-                    .warn = feed_warn, .warn_user = f, .stop = f->o.stop};
+                    .warn = feed_warn, .warn_user = f, .stop = f->o.stop,
+                    .open_timeout = s->open_timeout, .read_timeout = s->read_timeout};
     return sksrc_open(&o, &f->skeleton, err);
 }
 

@@ -92,6 +92,7 @@ static int open_rows(sksrc *s, cin_err *err)
     skelrows_opts ro = {.uri = s->uri, .c = o->channels - o->score, .with_score = o->score,
                         .v = o->joints, .m = o->persons, .warn = o->warn,
                         .warn_user = o->warn_user, .stop = o->stop,
+                        .open_timeout = o->open_timeout, .read_timeout = o->read_timeout,
                         .format = o->format == PIPE_FORMAT_CSV ? SKELROWS_CSV : SKELROWS_JSONL};
     s->rate = o->fps > 0 ? o->fps : 30.0;
     if (ro.c < 2 || ro.c > 3)

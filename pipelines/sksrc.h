@@ -33,6 +33,8 @@ typedef struct sksrc_opts {
     sksrc_warn_fn warn;             /* malformed live rows; may be NULL */
     void *warn_user;
     const atomic_int *stop;    /* live rows: as lines_opts.stop; may be NULL */
+    double open_timeout;            /* live rows: as lines_opts; 0: no limit */
+    double read_timeout;            /* live rows: as lines_opts; 0: no limit */
 } sksrc_opts;
 
 typedef struct sksrc sksrc;

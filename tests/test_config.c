@@ -470,6 +470,42 @@ static void test_every_live_setting_is_read(void)
     pipe_config_free(c);
 }
 
+/* Rows from a socket connect within the live default and wait for rows without limit, unless
+ * told; rows from a file take no timeout at all. */
+static void test_row_sockets_take_timeouts_and_row_files_do_not(void)
+{
+    const char *path;
+    pipe_config *c;
+    cin_err err;
+    CU_ASSERT_FATAL(load_text("source: {type: features, uri: 'tcp://127.0.0.1:5000', "
+                              "read_timeout: 2}\nmodel: {arch: x3d, size: xs}\n",
+                              &path, &c, &err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].open_timeout, PIPE_DEFAULT_OPEN_TIMEOUT, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].read_timeout, 2, 0.0);
+    CU_ASSERT(!c->sources[0].reconnect.on);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text("source: {type: skeleton, uri: 'unix:/tmp/t.sock', open_timeout: "
+                              "3}\nmodel: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].open_timeout, 3, 0.0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].read_timeout, PIPE_DEFAULT_ROWS_READ_TIMEOUT, 0.0);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text("source: {type: features, uri: 'udp://0.0.0.0:5000'}\n"
+                              "model: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->sources[0].read_timeout, PIPE_DEFAULT_ROWS_READ_TIMEOUT, 0.0);
+    pipe_config_free(c);
+    CU_ASSERT_FATAL(load_text("source: {type: features, uri: feats.jsonl}\n"
+                              "model: {arch: x3d, size: xs}\n", &path, &c, &err) == 0);
+    CU_ASSERT(c->sources[0].open_timeout == 0 && c->sources[0].read_timeout == 0);
+    pipe_config_free(c);
+    expect_error("source: {type: features, uri: feats.jsonl, read_timeout: 2}\n"
+                 "model: {arch: x3d, size: xs}\n", CIN_E_CONFIG, "source.read_timeout",
+                 "features or skeleton sources on a socket (tcp://, udp://, unix:) (uri is "
+                 "'");
+    expect_error("source: {type: skeleton, uri: rows.csv, open_timeout: 2}\n"
+                 "model: {arch: x3d, size: xs}\n", CIN_E_CONFIG, "source.open_timeout",
+                 "only for video sources and features or skeleton sources on a socket");
+}
+
 static void test_live_keys_are_refused_where_they_do_not_apply(void)
 {
     static const struct {
@@ -695,6 +731,8 @@ int test_config_register(void)
         {"bad_model_settings_name_field", test_bad_model_settings_name_field},
         {"live_sources_take_timeouts_and_reconnect_by_default",
          test_live_sources_take_timeouts_and_reconnect_by_default},
+        {"row_sockets_take_timeouts_and_row_files_do_not",
+         test_row_sockets_take_timeouts_and_row_files_do_not},
         {"every_live_setting_is_read", test_every_live_setting_is_read},
         {"live_keys_are_refused_where_they_do_not_apply",
          test_live_keys_are_refused_where_they_do_not_apply},

@@ -1,7 +1,9 @@
 /* Suite "features": the feature-vector source (io/feat.h) over files, stdin, and unix and TCP
- * sockets served by a thread of the test, with malformed, non-finite and fuzzed input. */
+ * sockets served by a thread of the test, with malformed, non-finite and fuzzed input, and the
+ * timeouts of senders that go silent or never answer. */
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <float.h>
 #include <math.h>
@@ -670,6 +672,247 @@ static void test_missing_file_or_refused_connection_names_the_uri(void)
     close(fd);
 }
 
+/* ---- timeouts on sockets ----------------------------------------------------------------- */
+
+/* Generous bounds: the machine is shared and the suite also runs under the sanitizers. */
+#define TIMEOUT_SLACK 1.5
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A server that accepts one connection, sends `rows`, then stays silent with the connection
+ * open until the reader closes it. */
+typedef struct silent_server {
+    int listen_fd;
+    const char *rows;
+} silent_server;
+
+static void *serve_then_go_silent(void *arg)
+{
+    const silent_server *sv = arg;
+    int fd = accept(sv->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    size_t len = strlen(sv->rows);
+    CU_ASSERT_EQUAL(write(fd, sv->rows, len), (ssize_t)len);
+    char c;
+    while (read(fd, &c, 1) > 0)
+        continue;
+    close(fd);
+    return NULL;
+}
+
+static feat_src *open_timed(const char *uri, double open_timeout, double read_timeout,
+                            cin_err *err, int *rc)
+{
+    feat_opts o = {.uri = uri, .dim = 2, .format = FEAT_CSV, .open_timeout = open_timeout,
+                   .read_timeout = read_timeout};
+    feat_src *s = NULL;
+    *rc = feat_open(&o, &s, err);
+    return s;
+}
+
+/* The error of a timed-out read names the uri and the timeout, as a video source's does. */
+static void check_read_timeout_message(const cin_err *err, const char *uri, const char *secs)
+{
+    char want[160];
+    snprintf(want, sizeof want, "%s: timed out: no data for %s s (read timeout)", uri, secs);
+    CU_ASSERT_EQUAL(err->code, CIN_E_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err->msg, want));
+    if (!strstr(err->msg, want))
+        fprintf(stderr, "got \"%s\", expected \"%s...\"\n", err->msg, want);
+}
+
+static void test_silent_tcp_sender_times_out_after_its_rows(void)
+{
+    int port = 0;
+    int fd = bind_loopback(&port);
+    CU_ASSERT_FATAL(fd >= 0 && listen(fd, 1) == 0);
+    silent_server sv = {.listen_fd = fd, .rows = "0,1.5,2.5\n1,3.5,4.5\n"};
+    pthread_t th;
+    CU_ASSERT_FATAL(pthread_create(&th, NULL, serve_then_go_silent, &sv) == 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+
+    cin_err err;
+    int rc;
+    feat_src *s = open_timed(uri, 5, 1, &err, &rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    float v[2];
+    int64_t frame = -1;
+    for (int i = 0; s && i < 2; i++) {
+        CU_ASSERT_EQUAL(feat_read(s, v, &frame, &err), 1);
+        CU_ASSERT_EQUAL(frame, i);
+        CU_ASSERT_DOUBLE_EQUAL(v[1], 2.5 + 2 * i, 0.0);
+    }
+    double t0 = now_s();
+    rc = s ? feat_read(s, v, &frame, &err) : CIN_E_IO;
+    double took = now_s() - t0;
+    CU_ASSERT_EQUAL(rc, CIN_E_IO);
+    check_read_timeout_message(&err, uri, "1");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "after 2 lines"));
+    CU_ASSERT(took >= 0.9 && took <= 1 + TIMEOUT_SLACK);
+    fprintf(stderr, "\n    silent TCP sender detected after %.3f s (read_timeout 1) ", took);
+    CU_ASSERT_EQUAL(feat_read(s, v, &frame, &err), CIN_E_IO);     /* and on later calls */
+    feat_close(s);
+    if (!s)
+        shutdown(fd, SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(fd);
+}
+
+static void test_udp_source_without_sender_times_out(void)
+{
+    int port = 0;
+    int fd = bind_loopback(&port);      /* a free port number; UDP and TCP ports are apart */
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    char uri[64];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d", port);
+    cin_err err;
+    int rc;
+    feat_src *s = open_timed(uri, 0, 0.5, &err, &rc);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    float v[2];
+    int64_t frame;
+    double t0 = now_s();
+    CU_ASSERT_EQUAL(feat_read(s, v, &frame, &err), CIN_E_IO);
+    double took = now_s() - t0;
+    check_read_timeout_message(&err, uri, "0.5");
+    CU_ASSERT(took >= 0.4 && took <= 0.5 + TIMEOUT_SLACK);
+    fprintf(stderr, "\n    silent UDP port detected after %.3f s (read_timeout 0.5) ", took);
+    feat_close(s);
+}
+
+/* A stdin pipe whose writer is alive but silent times out too; a file is never waited for. */
+static void test_silent_pipe_times_out_and_a_file_does_not(void)
+{
+    int p[2];
+    CU_ASSERT_FATAL(pipe(p) == 0);
+    int saved = dup(STDIN_FILENO);
+    CU_ASSERT_FATAL(saved >= 0 && dup2(p[0], STDIN_FILENO) == STDIN_FILENO);
+    close(p[0]);
+    CU_ASSERT_EQUAL(write(p[1], "0,1,2\n", 6), 6);
+    cin_err err;
+    int rc;
+    feat_src *s = open_timed("-", 0, 0.3, &err, &rc);
+    float v[2];
+    int64_t frame;
+    CU_ASSERT(s && feat_read(s, v, &frame, &err) == 1);
+    CU_ASSERT(s && feat_read(s, v, &frame, &err) == CIN_E_IO);
+    check_read_timeout_message(&err, "stdin", "0.3");
+    feat_close(s);
+    close(p[1]);
+    CU_ASSERT(dup2(saved, STDIN_FILENO) == STDIN_FILENO);
+    close(saved);
+
+    const char *path = tu_tmp_path("timed.csv");
+    CU_ASSERT_FATAL(tu_write_file(path, "0,1,2\n", 6) == 0);
+    s = open_timed(path, 0, 0.001, &err, &rc);
+    CU_ASSERT(s && feat_read(s, v, &frame, &err) == 1);
+    CU_ASSERT(s && feat_read(s, v, &frame, &err) == 0);
+    feat_close(s);
+}
+
+static void test_refused_connection_fails_at_once(void)
+{
+    int port = 0;
+    int fd = bind_loopback(&port);      /* bound, not listening: connections are refused */
+    CU_ASSERT_FATAL(fd >= 0);
+    char uri[64], want[192];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    snprintf(want, sizeof want, "%s: cannot connect: %s", uri, strerror(ECONNREFUSED));
+    cin_err err;
+    int rc;
+    double t0 = now_s();
+    feat_src *s = open_timed(uri, 5, 0, &err, &rc);
+    double took = now_s() - t0;
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_EQUAL(rc, CIN_E_IO);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT(took < 1.0);
+    close(fd);
+}
+
+/* A listener whose backlog is full leaves a new connection unanswered (its SYN is dropped),
+ * as a frozen or unreachable host does. */
+static void test_unanswered_connect_times_out(void)
+{
+    int port = 0;
+    int fd = bind_loopback(&port);
+    CU_ASSERT_FATAL(fd >= 0 && listen(fd, 0) == 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    char uri[64], want[192];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    snprintf(want, sizeof want, "%s: cannot connect: timed out, no answer within 0.5 s (open "
+             "timeout)", uri);
+    cin_err err;
+    int rc;
+    double t0 = now_s();
+    feat_src *s = open_timed(uri, 0.5, 0, &err, &rc);
+    double took = now_s() - t0;
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_EQUAL(rc, CIN_E_IO);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT(took >= 0.4 && took <= 0.5 + TIMEOUT_SLACK);
+    fprintf(stderr, "\n    unanswered connect detected after %.3f s (open_timeout 0.5) ", took);
+    feat_close(s);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(fd);
+}
+
+/* A Unix listener with a full backlog refuses a non-blocking connect (EAGAIN) instead of
+ * queueing it; the source tries again until open_timeout. */
+static void test_unix_listener_with_full_backlog_times_out(void)
+{
+    const char *path = tu_tmp_path("full.sock");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 0) == 0);
+    int fill[2];
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    char uri[300];
+    snprintf(uri, sizeof uri, "unix:%s", path);
+    cin_err err;
+    int rc;
+    double t0 = now_s();
+    feat_src *s = open_timed(uri, 0.3, 0, &err, &rc);
+    double took = now_s() - t0;
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_EQUAL(rc, CIN_E_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cannot connect: timed out, no answer within 0.3 s"));
+    CU_ASSERT(took >= 0.25 && took <= 0.3 + TIMEOUT_SLACK);
+    for (int i = 0; i < 2; i++)
+        close(fill[i]);
+    close(fd);
+}
+
+static void test_negative_timeouts_are_invalid(void)
+{
+    cin_err err;
+    int rc;
+    CU_ASSERT_PTR_NULL(open_timed("x.csv", -1, 0, &err, &rc));
+    CU_ASSERT(rc == CIN_E_INVAL && strstr(err.msg, "x.csv: open_timeout is -1"));
+    CU_ASSERT_PTR_NULL(open_timed("x.csv", 0, NAN, &err, &rc));
+    CU_ASSERT(rc == CIN_E_INVAL && strstr(err.msg, "x.csv: read_timeout is nan"));
+}
+
 static void test_bad_options_are_invalid(void)
 {
     check_open_fails("feats.csv", 0, CIN_E_INVAL);
@@ -778,6 +1021,16 @@ int test_features_register(void)
         {"tcp_socket_delivers_all_then_end", test_tcp_socket_delivers_all_then_end},
         {"missing_file_or_refused_connection_names_the_uri",
          test_missing_file_or_refused_connection_names_the_uri},
+        {"silent_tcp_sender_times_out_after_its_rows",
+         test_silent_tcp_sender_times_out_after_its_rows},
+        {"udp_source_without_sender_times_out", test_udp_source_without_sender_times_out},
+        {"silent_pipe_times_out_and_a_file_does_not",
+         test_silent_pipe_times_out_and_a_file_does_not},
+        {"refused_connection_fails_at_once", test_refused_connection_fails_at_once},
+        {"unanswered_connect_times_out", test_unanswered_connect_times_out},
+        {"unix_listener_with_full_backlog_times_out",
+         test_unix_listener_with_full_backlog_times_out},
+        {"negative_timeouts_are_invalid", test_negative_timeouts_are_invalid},
         {"bad_options_are_invalid", test_bad_options_are_invalid},
         {"fuzzed_lines_never_crash", test_fuzzed_lines_never_crash},
     };

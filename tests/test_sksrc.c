@@ -2,10 +2,14 @@
  * for its layout of persons, its masking and its refusals; and skeleton pipelines end to end,
  * whose results must equal the model stepped by hand on the same frames. */
 #include <CUnit/CUnit.h>
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bvh.h"
@@ -179,6 +183,48 @@ static void test_live_rows_need_two_or_three_coordinates(void)
 {
     sksrc_opts o = opts_for("-", PIPE_FORMAT_JSONL, 5, 25, 1);
     expect_refused(&o, CIN_E_SHAPE, "x, y[, z]");
+}
+
+/* Rows of frames 0 and 1 reach a UDP source, then nothing: both frames come (the one held back
+ * before the error too), then the read fails naming the uri and read_timeout. */
+static void test_silent_udp_rows_end_with_a_read_timeout(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sa_len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+                    getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0);
+    close(fd);      /* a free port for the source to bind */
+    char uri[64];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d", ntohs(sa.sin_port));
+    sksrc_opts o = opts_for(uri, PIPE_FORMAT_CSV, 2, 1, 1);
+    o.read_timeout = 0.5;
+    sksrc *s = NULL;
+    cin_err err;
+    CU_ASSERT_EQUAL_FATAL(sksrc_open(&o, &s, &err), 0);
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    static const char *const rows[] = {"0,0,0,0.5,0.25", "1,0,0,1.5,1.25"};
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT(sendto(fd, rows[i], strlen(rows[i]), 0, (struct sockaddr *)&sa,
+                         sizeof sa) == (ssize_t)strlen(rows[i]));
+    float frame[2];
+    int64_t index;
+    double pts;
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, &err), 1);
+        CU_ASSERT(index == i && frame[0] == 0.5f + i && frame[1] == 0.25f + i);
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CU_ASSERT_EQUAL(sksrc_read(s, frame, &index, &pts, &err), CIN_E_IO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    char want[128];
+    snprintf(want, sizeof want, "%s: timed out: no data for 0.5 s (read timeout)", uri);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, want));
+    CU_ASSERT(took <= 0.5 + 1.5);     /* the wait began before frame 1 was returned */
+    sksrc_close(s);
+    close(fd);
 }
 
 /* ---- pipelines ----------------------------------------------------------------------------- */
@@ -373,6 +419,8 @@ int test_sksrc_register(void)
                          test_files_of_another_skeleton_are_refused_naming_them) &&
              CU_add_test(s, "live rows need two or three coordinates",
                          test_live_rows_need_two_or_three_coordinates) &&
+             CU_add_test(s, "silent udp rows end with a read timeout",
+                         test_silent_udp_rows_end_with_a_read_timeout) &&
              CU_add_test(s, "npy skeletons through cin-run equal the model stepped",
                          test_npy_skeletons_through_cin_run_equal_the_model_stepped) &&
              CU_add_test(s, "ntu file through cin-run equals the model stepped",
