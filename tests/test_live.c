@@ -515,29 +515,56 @@ static void test_a_frozen_source_does_not_stall_the_others(void)
     json_decref(j);
 }
 
-/* Frame numbers of the results in a JSON-lines file: how many times they jump by more than one,
- * and the largest jump. */
-static int tl_frame_jumps(const char *path, int *largest)
+typedef struct tl_frames {
+    int lines;          /* results of the source */
+    int jumps;          /* times the frame number jumps by more than one */
+    int largest;        /* the largest jump */
+    int between;        /* results whose wall time is in [from, to] */
+} tl_frames;
+
+/* The results of source id (NULL: every source) in a JSON-lines file. */
+static tl_frames tl_frames_of(const char *path, const char *id, double from, double to)
 {
     size_t len;
     char *body = (char *)tu_read_file(path, &len);
-    int jumps = 0;
+    tl_frames f = {0};
     json_int_t prev = -1;
-    *largest = 0;
     for (char *line = body ? strtok(body, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         json_t *j = json_loads(line, 0, NULL);
-        if (!j)
-            continue; /* a line being written as the file is read */
+        const char *src = json_string_value(json_object_get(j, "source"));
+        if (!j || (id && (!src || strcmp(src, id)))) {
+            json_decref(j);
+            continue; /* another source, or a line being written as the file is read */
+        }
         json_int_t frame = json_integer_value(json_object_get(j, "frame"));
+        double wall = json_real_value(json_object_get(j, "wall"));
         json_decref(j);
+        f.lines++;
+        f.between += wall >= from && wall <= to;
         if (prev >= 0 && frame - prev > 1) {
-            jumps++;
-            *largest = frame - prev > *largest ? (int)(frame - prev) : *largest;
+            f.jumps++;
+            f.largest = frame - prev > f.largest ? (int)(frame - prev) : f.largest;
         }
         prev = frame;
     }
     free(body);
-    return jumps;
+    return f;
+}
+
+/* Frame numbers of the results in a JSON-lines file: how many times they jump by more than one,
+ * and the largest jump. */
+static int tl_frame_jumps(const char *path, const char *id, int *largest)
+{
+    tl_frames f = tl_frames_of(path, id, 0, 0);
+    *largest = f.largest;
+    return f.jumps;
+}
+
+static double tl_wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* ---- the real RTSP server ---- */
@@ -556,15 +583,26 @@ static pid_t tl_rtsp_start(int port, const char *log)
 }
 
 /* gst-rtsp-server serves the clip; it is killed mid-stream and started again. cin-run
- * reconnects, resets the state (outputs start again 31 frames later) and keeps going. */
+ * reconnects, resets the state (outputs start again 31 frames later) and keeps going, and
+ * its other stream, a file read in real time, goes on meanwhile without a gap. */
 static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
 {
     int port = 20000 + (getpid() + 7) % 20000;
     char uri[64];
     snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
     const char *out = tu_tmp_path("rtsp.jsonl"), *slog = tu_tmp_path("rtsp-server.log");
-    const char *yaml = tl_yaml("rtsp.yaml", uri, "rtsp_transport: tcp, read_timeout: 2, "
-                               "reconnect: {initial: 0.2, max: 1}, queue: 64", out);
+    char text[1024], cwd[512];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    snprintf(text, sizeof text,
+             "sources:\n"
+             "  - {uri: '%s', rtsp_transport: tcp, read_timeout: 2,\n"
+             "     reconnect: {initial: 0.2, max: 1}, queue: 64}\n"
+             "  - {uri: '%s/%s', id: file, realtime: true}\n"
+             "preprocess: {crop: 64, resize: 64}\n"
+             "model: {arch: x3d, size: xs, seed: 1}\n"
+             "sinks: [{type: jsonl, path: '%s'}]\n", uri, cwd, TL_CLIP, out);
+    const char *yaml = tu_tmp_path("rtsp.yaml");
+    CU_ASSERT_EQUAL(tu_write_file(yaml, text, strlen(text)), 0);
     const char *log = tu_tmp_path("rtsp.log"), *stats = tu_tmp_path("rtsp.json");
     pid_t srv = tl_rtsp_start(port, slog);
     CU_ASSERT_FATAL(srv > 0);
@@ -575,17 +613,18 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     int early = tl_wait_text(log, "reconnecting", 0);   /* the server is still up */
 
     tl_reap(srv, 0);                               /* killed mid-clip */
+    double killed = tl_wall();
     int down = tl_wait_text(log, "reconnecting", 10);
     tl_sleep(0.5);
     srv = tl_rtsp_start(port, slog);
-    double back = tl_now();
+    double back = tl_now(), back_wall = tl_wall();
     int again = tl_wait_text(log, "stream state reset", 15);
     double took = tl_now() - back;
     /* results from before the kill may still reach the file now (the sink's flush interval);
      * a result of the new connection is the first one after the jump in frame numbers */
     int largest, resumed = 0;
     for (double end = tl_now() + 20; !resumed && tl_now() < end; tl_sleep(0.05))
-        resumed = tl_frame_jumps(part, &largest) > 0;
+        resumed = tl_frame_jumps(part, "0", &largest) > 0;
 
     kill(cin, SIGINT);
     int status = tl_reap(cin, 10);
@@ -598,12 +637,19 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     TL_EXPECT_TEXT(log, ", 1 reconnect\n");
     TL_EXPECT_TEXT(log, "drops, 1 reconnect\n");    /* a status line */
     /* results follow frame by frame, except once: the reset state needs 31 frames again */
-    int jumps = tl_frame_jumps(out, &largest);
+    int jumps = tl_frame_jumps(out, "0", &largest);
     CU_ASSERT(jumps == 1 && largest >= 32);
     if (jumps != 1 || largest < 32)
         fprintf(stderr, "\n    %d jumps in the frame numbers, the largest %d, %d lines ",
                 jumps, largest, tl_count_lines(out));
-    fprintf(stderr, "\n    reconnected %.2f s after the RTSP server was back ", took);
+    /* the file's stream went on, frame after frame, while the camera was down */
+    tl_frames file = tl_frames_of(out, "file", killed, back_wall);
+    CU_ASSERT(file.lines > 0 && file.jumps == 0 && file.between > 0);
+    if (file.jumps || !file.between)
+        fprintf(stderr, "\n    file stream: %d lines, %d jumps, %d during the outage ",
+                file.lines, file.jumps, file.between);
+    fprintf(stderr, "\n    reconnected %.2f s after the RTSP server was back; the other stream "
+            "gave %d results meanwhile ", took, file.between);
 }
 
 /* rtsp_transport reaches libav: RTP over UDP from the same server gives results too. */
