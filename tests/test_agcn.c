@@ -9,11 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adjacency.h"
 #include "agcn.h"
 #include "cin.h"
 #include "safetensors.h"
-#include "seeded.h"
 #include "util.h"
 
 #define TOL 1e-4
@@ -299,62 +297,21 @@ typedef struct damage {
     const char *drop, *reshape;
 } damage;
 
-/* Parses "3x25x25" into o->shape; returns the element count. */
-static size_t parse_shape(const char *text, st_out *o)
-{
-    size_t numel = 1;
-    for (const char *c = text; *c; c = *c ? c + 1 : c) {
-        char *end;
-        o->shape[o->ndim] = strtoll(c, &end, 10);
-        numel *= (size_t)o->shape[o->ndim++];
-        c = end;
-    }
-    return numel;
-}
-
-/* The values the reference gives a tensor: seeded by name, the built graph for gcn.A. */
-static float *tensor_values(const st_out *o, size_t numel, const float *graph, uint64_t seed)
-{
-    float *v = malloc(sizeof(float) * numel);
-    size_t len = strlen(o->name);
-    if (len > 5 && strcmp(o->name + len - 5, "gcn.A") == 0) {
-        memcpy(v, graph, sizeof(float) * numel);
-        return v;
-    }
-    double lo, hi;
-    cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
-    cin_seeded_fill(v, numel, seed, o->name, lo, hi);
-    return v;
-}
-
 /* Writes the reference's AGCN tensors (golden/agcn_names_coskel.txt) to path. */
 static int write_checkpoint(const char *path, uint64_t seed, damage d)
 {
-    enum { MAX = 400 };
-    static char name[MAX][128], shape[MAX][32];
-    FILE *f = fopen("golden/agcn_names_coskel.txt", "r");
-    int n = 0;
-    while (f && n < MAX && fscanf(f, "%127s %31s", name[n], shape[n]) == 2)
-        n++;
-    if (f)
-        fclose(f);
-    float graph[3 * 25 * 25];
-    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
-    static st_out t[MAX];
-    int k = 0;
+    static st_out all[TU_SKEL_MAX], t[TU_SKEL_MAX];
+    int n = tu_skel_tensors("golden/agcn_names_coskel.txt", seed, all), k = 0;
     for (int i = 0; i < n; i++) {
-        if (d.drop && strcmp(name[i], d.drop) == 0)
+        if (d.drop && strcmp(all[i].name, d.drop) == 0)
             continue;
-        st_out *o = &t[k++];
-        memset(o, 0, sizeof *o);
-        o->name = name[i];
-        o->data = tensor_values(o, parse_shape(shape[i], o), graph, seed);
-        if (d.reshape && strcmp(name[i], d.reshape) == 0)
-            o->shape[0] = 1, o->ndim = 1;
+        t[k] = all[i];
+        if (d.reshape && strcmp(t[k].name, d.reshape) == 0)
+            t[k].shape[0] = 1, t[k].ndim = 1;
+        k++;
     }
     int rc = n > 200 ? st_write(path, t, k, NULL, NULL) : -1;
-    for (int i = 0; i < k; i++)
-        free((float *)t[i].data);
+    tu_skel_free(all, n);
     return rc;
 }
 

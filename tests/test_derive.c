@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "adjacency.h"
 #include "cin.h"
 #include "config.h"
 #include "derive.h"
@@ -567,40 +566,15 @@ static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
 
 /* ---- derived ST-GCNs ---- */
 
-/* The reference's seeded tensors of one ST-GCN layout (golden/stgcn_names_<layout>.txt), the
- * adjacency entries holding the NTU spatial graph, written to path. */
+/* The reference's seeded ST-GCN of one layout (tests/util.h), written to path. */
 static int dg_write_stgcn(const char *path, const char *layout)
 {
-    char list[64], name[256][128], shape[256][32];
-    snprintf(list, sizeof list, "golden/stgcn_names_%s.txt", layout);
-    FILE *f = fopen(list, "r");
-    int n = 0;
-    while (f && n < 256 && fscanf(f, "%127s %31s", name[n], shape[n]) == 2)
-        n++;
-    if (f)
-        fclose(f);
-    float graph[3 * 25 * 25];
-    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
-    static st_out t[256];
-    for (int i = 0; i < n; i++) {
-        st_out *o = &t[i];
-        size_t numel = 1, len = strlen(name[i]);
-        *o = (st_out){.name = name[i]};
-        for (char *c = shape[i]; *c; c += *c == 'x') {
-            o->shape[o->ndim] = strtoll(c, &c, 10);
-            numel *= (size_t)o->shape[o->ndim++];
-        }
-        float *v = malloc(sizeof(float) * numel);
-        double lo, hi;
-        cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
-        cin_seeded_fill(v, numel, 1, o->name, lo, hi);
-        if (strcmp(o->name, "A") == 0 || (len > 5 && strcmp(o->name + len - 5, "gcn.A") == 0))
-            memcpy(v, graph, sizeof graph);
-        o->data = v;
-    }
+    static st_out t[TU_SKEL_MAX];
+    char names[64];
+    snprintf(names, sizeof names, "golden/stgcn_names_%s.txt", layout);
+    int n = tu_skel_tensors(names, 1, t);
     int rc = n > 100 ? st_write(path, t, n, NULL, NULL) : -1;
-    for (int i = 0; i < n; i++)
-        free((float *)t[i].data);
+    tu_skel_free(t, n);
     return rc;
 }
 

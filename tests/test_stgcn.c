@@ -217,70 +217,32 @@ typedef struct damage {
     int foreign;
 } damage;
 
-/* Parses "3x25x25" into o->shape; returns the element count. */
-static size_t parse_shape(const char *text, st_out *o)
-{
-    size_t numel = 1;
-    for (const char *c = text; *c; c = *c ? c + 1 : c) {
-        char *end;
-        o->shape[o->ndim] = strtoll(c, &end, 10);
-        numel *= (size_t)o->shape[o->ndim++];
-        c = end;
-    }
-    return numel;
-}
-
-/* The values the reference gives a tensor: seeded by name, the built graph for A and gcn.A. */
-static float *tensor_values(const st_out *o, size_t numel, const float *graph, uint64_t seed)
-{
-    float *v = malloc(sizeof(float) * numel);
-    size_t len = strlen(o->name);
-    if (strcmp(o->name, "A") == 0 || (len > 5 && strcmp(o->name + len - 5, "gcn.A") == 0)) {
-        memcpy(v, graph, sizeof(float) * numel);
-        return v;
-    }
-    double lo, hi;
-    cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
-    cin_seeded_fill(v, numel, seed, o->name, lo, hi);
-    return v;
-}
-
-/* Writes the reference's tensors of one layout (golden/stgcn_names_<layout>.txt) to path. */
+/* Writes the reference's tensors of one layout to path, damaged as d says. */
 static int write_checkpoint(const char *path, const char *layout, uint64_t seed, damage d)
 {
-    char list[64], name[256][128], shape[256][32];
-    snprintf(list, sizeof list, "golden/stgcn_names_%s.txt", layout);
-    FILE *f = fopen(list, "r");
-    int n = 0;
-    while (f && n < 256 && fscanf(f, "%127s %31s", name[n], shape[n]) == 2)
-        n++;
-    if (f)
-        fclose(f);
-    float graph[3 * 25 * 25];
-    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
-    st_out t[257];
-    int k = 0;
+    static st_out all[TU_SKEL_MAX], t[TU_SKEL_MAX + 1];
+    char names[64];
+    snprintf(names, sizeof names, "golden/stgcn_names_%s.txt", layout);
+    int n = tu_skel_tensors(names, seed, all), k = 0;
     for (int i = 0; i < n; i++) {
-        if (d.drop && strcmp(name[i], d.drop) == 0)
+        if (d.drop && strcmp(all[i].name, d.drop) == 0)
             continue;
         st_out *o = &t[k++];
-        memset(o, 0, sizeof *o);
-        o->name = name[i];
-        size_t numel = parse_shape(shape[i], o);
-        float *v = tensor_values(o, numel, graph, seed);
-        o->data = v;
-        if (d.reshape && strcmp(name[i], d.reshape) == 0)
+        *o = all[i];
+        size_t numel = 1;
+        for (int j = 0; j < o->ndim; j++)
+            numel *= (size_t)o->shape[j];
+        if (d.nan && strcmp(o->name, d.nan) == 0)
+            ((float *)o->data)[numel / 2] = NAN;
+        if (d.reshape && strcmp(o->name, d.reshape) == 0)
             o->shape[0] = 1, o->ndim = 1;
-        if (d.nan && strcmp(name[i], d.nan) == 0)
-            v[numel / 2] = NAN;
     }
     static const float extra[4] = {0};
     if (d.foreign)
         t[k++] = (st_out){.name = "layers.layer11.tcn.bn.bias", .ndim = 1, .shape = {4},
                           .data = extra};
     int rc = n > 100 ? st_write(path, t, k, NULL, NULL) : -1;
-    for (int i = 0; i < k - d.foreign; i++)
-        free((float *)t[i].data);
+    tu_skel_free(all, n);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adjacency.h"
 #include "seeded.h"
 
 double tu_rel_err(const float *a, const float *b, size_t n)
@@ -105,4 +106,57 @@ float *tu_skeleton_input(int frames, uint64_t seed, double *sum)
                         tcvm[(((size_t)t * C + c) * V + v) * M + m];
     free(tcvm);
     return x;
+}
+
+/* "64x3x1" into o's shape; the element count. */
+static size_t tu_parse_shape(const char *text, st_out *o)
+{
+    size_t numel = 1;
+    for (const char *c = text; *c; c = *c ? c + 1 : c) {
+        char *end;
+        o->shape[o->ndim] = strtoll(c, &end, 10);
+        numel *= (size_t)o->shape[o->ndim++];
+        c = end;
+    }
+    return numel;
+}
+
+static int tu_is_adjacency(const char *name)
+{
+    size_t len = strlen(name);
+    return strcmp(name, "A") == 0 || (len > 5 && strcmp(name + len - 5, "gcn.A") == 0);
+}
+
+int tu_skel_tensors(const char *names, uint64_t seed, st_out t[TU_SKEL_MAX])
+{
+    char name[128], shape[32];
+    float graph[3 * 25 * 25];
+    FILE *f = fopen(names, "r");
+    int n = 0;
+    adj_build("ntu-rgb+d", ADJ_SPATIAL, graph, NULL);
+    while (f && n < TU_SKEL_MAX && fscanf(f, "%127s %31s", name, shape) == 2) {
+        st_out *o = &t[n++];
+        *o = (st_out){.name = strdup(name)};
+        size_t numel = tu_parse_shape(shape, o);
+        float *v = malloc(sizeof(float) * numel);
+        double lo, hi;
+        cin_seeded_range(o->name, o->ndim, o->shape, &lo, &hi);
+        if (v && tu_is_adjacency(o->name))
+            memcpy(v, graph, sizeof(float) * numel);
+        else if (v)
+            cin_seeded_fill(v, numel, seed, o->name, lo, hi);
+        o->data = v;
+    }
+    if (!f)
+        return -1;
+    fclose(f);
+    return n;
+}
+
+void tu_skel_free(st_out *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free((char *)t[i].name);
+        free((float *)t[i].data);
+    }
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "safetensors.h"
+
 /* max |a - b| / max(1, max |b|): the relative error every golden test bounds by 1e-4. */
 double tu_rel_err(const float *a, const float *b, size_t n);
 
@@ -23,5 +25,15 @@ int tu_write_file(const char *path, const void *data, size_t len);
  * model frames [frames][3][1][2 * 25] (persons side by side). *sum gets the sum of the values
  * drawn, which the goldens record. malloc'd; NULL if out of memory. */
 float *tu_skeleton_input(int frames, uint64_t seed, double *sum);
+
+#define TU_SKEL_MAX 400     /* tensors of a skeleton model checkpoint, at most */
+
+/* The reference's tensors of a skeleton model checkpoint, as tests/ref/stgcn.py builds them:
+ * one per line "name 3x25x25" of the golden list file `names` (golden/stgcn_names_stgcn.txt,
+ * golden/agcn_names_coskel.txt, ...), each drawn from the seeded generator under its name,
+ * the adjacency entries (A, *gcn.A) holding the NTU spatial graph. Fills t (names and data
+ * malloc'd; free with tu_skel_free) and returns their count, or -1 if the list is missing. */
+int tu_skel_tensors(const char *names, uint64_t seed, st_out t[TU_SKEL_MAX]);
+void tu_skel_free(st_out *t, int n);
 
 #endif
