@@ -12,7 +12,6 @@
 #include "adjacency.h"
 #include "cin.h"
 #include "safetensors.h"
-#include "seeded.h"
 #include "util.h"
 
 #define TOL 1e-4
