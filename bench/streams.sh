@@ -2,7 +2,7 @@
 # How many camera streams one model keeps up with: N copies of a real clip read at its own
 # frame rate (source.realtime, as a camera sends them), one CoX3D stream each, stepping
 # preprocess.fps frames per second of each (0: every frame). Prints, for the run, frames read
-# and dropped, results per second per stream, and latency (docs/bench.md).
+# and dropped, the slowest stream's input rate and the latencies (docs/bench.md).
 #   bench/streams.sh SIZE FPS N [CLIP]      e.g. bench/streams.sh s 5 8
 set -eu
 size=$1 fps=$2 n=$3

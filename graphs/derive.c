@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "derive_impl.h"
 
@@ -936,10 +937,41 @@ int derive_x3d(const derive_opts *o, derive_stats *s, cin_err *err)
     return rc;
 }
 
+/* 1 if a and b name the same file: the same inode when both exist, else the same path. */
+static int derive_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b)
+        return 0;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return strcmp(a, b) == 0;
+}
+
+/* The outputs must not overwrite an input or each other. */
+static int derive_check_paths(const derive_opts *o, cin_err *err)
+{
+    const struct {
+        const char *path, *what;
+    } in[] = {{o->source, "the source"}, {o->masks, "the masks"},
+              {o->adapters, "the adapters"}, {o->write_masks, "the masks to write"}};
+    const char *out[2] = {o->out, o->write_masks};
+    const char *what[2] = {"the output", "the masks output"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; out[k] && i < 3 + !k; i++)     /* write_masks is in[3] */
+            if (derive_same_file(out[k], in[i].path))
+                return cin_err_set(err, CIN_E_INVAL, "%s: %s is also %s; it would be "
+                                   "overwritten", out[k], what[k], in[i].what);
+    return 0;
+}
+
 int derive_model(const derive_opts *o, derive_stats *s, cin_err *err)
 {
     st_file *f;
-    int rc = st_open(o->source, &f, err);
+    int rc = derive_check_paths(o, err);
+    if (rc)
+        return rc;
+    rc = st_open(o->source, &f, err);
     if (rc)
         return rc;
     int stgcn = st_find(f, "st_gcn_networks.0.gcn.conv.weight", NULL, NULL) == 0 ||

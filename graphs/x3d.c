@@ -97,6 +97,8 @@ static conv3d_params kernel(int cout, int groups, int kt, int ks, int stride)
 static cin_node *conv(x3d_ctx *x, tname weight, const tname *norm, conv3d_params p)
 {
     static const char *bn_leaf[4] = {"weight", "bias", "running_mean", "running_var"};
+    if (x->failed)
+        return NULL;    /* the widths may be 0 once a derived width was refused */
     p.cin = x->dims.c;
     p.h = x->dims.h;
     p.w = x->dims.w;
@@ -273,7 +275,7 @@ static void stages(x3d_ctx *x, double depth_factor, int se_window, cin_node_list
     for (int s = 0; s < 4; s++) {
         int out = 24 << s;
         int depth = (int)ceil(depth_factor * base_depth[s]);
-        for (int i = 0; i < depth; i++) {
+        for (int i = 0; i < depth && !x->failed; i++) {
             block_spec b = {.inner = (int)(2.25 * out), .out = out, .stride = i ? 1 : 2,
                             .se = (i + 1) % 2, .se_window = se_window};
             b.nominal_inner = b.inner;

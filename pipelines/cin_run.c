@@ -14,34 +14,45 @@
 #include "cin.h"
 #include "config.h"
 #include "pipeline.h"
+#include "sinks.h"
 #include "video.h"
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
 /* Set by SIGINT/SIGTERM: the sources stop, the frames read are stepped, sinks are flushed and
- * closed. A signal handler can only reach a static flag; it is the one piece of global state.
- * A lock-free atomic may be stored from a handler (C11 7.14.1.1) and read by every thread. */
+ * closed. A signal handler can only reach static data, so the stop flag and the names of the
+ * unfinished sink files are the process's only global state, written before the handlers are
+ * installed and only read after. A lock-free atomic may be stored from a handler (C11
+ * 7.14.1.1) and read by every thread. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free");
 static atomic_int stop_requested;
+static char part_files[PIPE_MAX_SINKS][SINKS_PART_MAX];
 
-/* Either signal, once, restores the default action of both (sigaction is async-signal-safe),
- * so that the next SIGINT or SIGTERM ends the process at once. */
+/* The first signal asks for a clean stop. A second ends the process at once, by that signal,
+ * after removing the sinks' unfinished files (unlink and raise are async-signal-safe), so
+ * that no "<path>.part-<pid>" is left behind; the results files they would have replaced
+ * stay as they were. */
 static void request_stop(int sig)
 {
-    (void)sig;
-    atomic_store(&stop_requested, 1);
+    if (!atomic_exchange(&stop_requested, 1))
+        return;
+    for (int i = 0; i < PIPE_MAX_SINKS; i++)
+        if (part_files[i][0])
+            unlink(part_files[i]);
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigaction(SIGINT, &dfl, NULL);
-    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(sig, &dfl, NULL);
+    raise(sig);
 }
 
-/* The first SIGINT or SIGTERM asks for a clean stop: the frame in hand is finished, a source
- * waiting for input (an idle stdin, socket or camera) gives up its wait, and the sinks are
- * closed complete; a second one ends the process at once. No SA_RESTART, so the wait is
- * interrupted. A reader that closes a stdout sink (`cin-run p.yaml | head`) makes the write
- * fail with EPIPE, a sink error like any other, so the other sinks are still closed complete. */
-static void catch_stop_signals(void)
+/* SIGINT or SIGTERM asks for a clean stop: the frames in hand are finished, a source waiting
+ * for input (an idle stdin, socket or camera) gives up its wait, and the sinks are closed
+ * complete; a second one ends the process at once. No SA_RESTART, so a wait is interrupted.
+ * A reader that closes a stdout sink (`cin-run p.yaml | head`) makes the write fail with
+ * EPIPE, a sink error like any other, so the other sinks are still closed complete. */
+static void catch_stop_signals(const pipe_config *c)
 {
+    for (int i = 0; i < c->n_sinks; i++)
+        sinks_part_name(c->sinks[i].path, (long)getpid(), part_files[i], SINKS_PART_MAX);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = request_stop};
     sigemptyset(&sa.sa_mask);
@@ -228,7 +239,10 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (a[0] != '-' && !c->path) {
             c->path = a;
         } else {
-            fprintf(stderr, "cin-run: bad argument '%s'%s%s\n", a, v ? " " : "", v ? v : "");
+            fprintf(stderr, "cin-run: bad argument '%s'%s%s%s\n", a, v ? " " : "", v ? v : "",
+                    strcmp(a, "--status") == 0 ? " (expected a positive number of seconds)"
+                    : strcmp(a, "--log-level") == 0 ? " (expected error, warn, info or debug)"
+                                                    : "");
             usage(stderr);
             return 2;
         }
@@ -259,7 +273,7 @@ int main(int argc, char **argv)
     pipe_stats stats;
     pipe_run_opts ro = {.log = log_stderr, .log_level = a.level, .stop = &stop_requested,
                         .status = a.quiet ? NULL : status_line, .status_every = a.status_every};
-    catch_stop_signals();
+    catch_stop_signals(cfg);
     int rc = pipe_run(cfg, &ro, &stats, &err);
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);

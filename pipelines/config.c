@@ -635,7 +635,7 @@ static int pcfg_only_for(const pcfg_map *m, const pipe_source *s, const char *ke
     yaml_node_t *v = pcfg_find(m, key);
     if (!v || ok)
         return 0;
-    return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for %s (uri is '%s')", which,
+    return pcfg_fail(m->ctx, v, pcfg_name(m, key, field), "only for %s (the source is '%s')", which,
                      s->uri);
 }
 
@@ -731,6 +731,10 @@ static int pcfg_parse_one_source(const pcfg_map *m, int i, pipe_source *s)
     if (!rc && s->id && strlen(s->id) >= PIPE_MAX_ID)
         return pcfg_fail(m->ctx, pcfg_find(m, "id"), pcfg_name(m, "id", field), "expected at "
                          "most %d bytes, got %zu", PIPE_MAX_ID - 1, strlen(s->id));
+    for (const char *c = s->id; !rc && c && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return pcfg_fail(m->ctx, pcfg_find(m, "id"), pcfg_name(m, "id", field), "expected "
+                             "no control characters (it is printed in one-line messages)");
     if (!rc && !s->id) {
         char id[16];
         snprintf(id, sizeof id, "%d", i);
@@ -1061,6 +1065,7 @@ static int pcfg_parse_postprocess(const pcfg_map *top, pipe_config *c)
     int rc = pcfg_section(top, "postprocess", pcfg_post_keys, 0, &m);
     if (!rc)
         rc = pcfg_get_bool(&m, "softmax", &c->postprocess.softmax);
+    c->postprocess.topk_given = pcfg_find(&m, "topk") != NULL;
     if (!rc)
         rc = pcfg_get_int(&m, "topk", 1, classes, &c->postprocess.topk);
     if (!rc)
@@ -1201,6 +1206,25 @@ static int pcfg_check_outputs(pcfg_ctx *ctx, const pipe_config *c)
     return 0;
 }
 
+/* A CSV sink has label columns for every row or for none, so with a CSV sink either every
+ * source has labels (its own or postprocess.labels) or none has. */
+static int pcfg_check_labels(pcfg_ctx *ctx, const pipe_config *c)
+{
+    int csv = -1, with = -1, without = -1;
+    for (int i = 0; i < c->n_sinks; i++)
+        csv = csv < 0 && c->sinks[i].type == PIPE_SINK_CSV ? i : csv;
+    for (int i = 0; i < c->n_sources; i++) {
+        int has = c->sources[i].labels || c->postprocess.labels;
+        with = has && with < 0 ? i : with;
+        without = !has && without < 0 ? i : without;
+    }
+    if (csv < 0 || with < 0 || without < 0)
+        return 0;
+    return cin_err_set(ctx->err, CIN_E_CONFIG, "%s: sources[%d].labels: given, but "
+                       "sources[%d] has none; sinks[%d] (csv) needs labels for every source "
+                       "or for none", ctx->file, with, without, csv);
+}
+
 static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
 {
     yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
@@ -1226,6 +1250,8 @@ static int pcfg_parse_doc(pcfg_ctx *ctx, pipe_config *c)
         rc = pcfg_parse_sinks(&top, c);
     if (!rc)
         rc = pcfg_check_outputs(ctx, c);
+    if (!rc)
+        rc = pcfg_check_labels(ctx, c);
     return rc;
 }
 

@@ -123,6 +123,8 @@ typedef struct pipe_config {
     struct {
         int softmax;            /* 0 or 1 */
         int topk;               /* 1..model.num_classes */
+        int topk_given;         /* 0: topk is the default, 5, and a model with fewer classes
+                                   lists them all */
         char *labels;           /* NULL: no labels */
     } postprocess;
     pipe_sink sinks[PIPE_MAX_SINKS];

@@ -62,6 +62,7 @@ typedef struct lane {
     feed_counts counts;         /* the feed's, copied by the reader */
     int64_t frames_in, frames, outputs, drops;
     int64_t win_in, win_out;    /* since the last status report */
+    double done_ms;             /* when its source had ended and its last frame was stepped */
     lathist step, e2e, step_win, e2e_win;
 
     /* the worker's that holds the lane */
@@ -80,6 +81,7 @@ typedef struct run {
     cin_logger log;
     mset set[PIPE_MAX_SOURCES];
     int n_sets;
+    int topk;                   /* postprocess.topk, or the default fitted to every set */
     sinks *out;
     size_t frame_size;
     lane *lane;
@@ -95,6 +97,7 @@ typedef struct run {
     int stopping;               /* a stop was requested: the readers stop, the queues drain */
     int next_lane;              /* where the workers' round robin starts */
     int workers_running;
+    double start_ms;            /* when the threads started */
     int sink_rc;
     cin_err sink_err;
     pthread_mutex_t out_mu;     /* the sinks */
@@ -152,20 +155,21 @@ static int load_models(run *r, mset *m, cin_err *err)
     return rc;
 }
 
-/* Labels and top-k, checked against the set's classes. */
-static int load_post(run *r, mset *m, cin_err *err)
+/* Labels (named by key in errors) and top-k, checked against the set's classes. */
+static int load_post(run *r, mset *m, const char *key, cin_err *err)
 {
     const pipe_config *c = r->cfg;
     int classes = out_info(m)->out_size;
     if (m->labels_path) {
         int rc = post_labels_load(m->labels_path, classes, &m->labels, err);
         if (rc)
-            return rc;
+            return cin_err_wrap(err, rc, "%s: %s", c->path, key);
     }
-    if (c->postprocess.topk > classes)
+    if (c->postprocess.topk_given && c->postprocess.topk > classes)
         return cin_err_set(err, CIN_E_CONFIG, "%s: postprocess.topk: %d, but the model%s%s has "
                            "%d classes", c->path, c->postprocess.topk, m->weights ? " " : "",
                            m->weights ? m->weights : "", classes);
+    r->topk = classes < r->topk ? classes : r->topk;
     return 0;
 }
 
@@ -187,6 +191,20 @@ static int check_input(const run *r, const mset *m, const pipe_source *s, cin_er
                        a->in_width);
 }
 
+/* The key of source s that names f, its own weights or labels, for messages. */
+static const char *set_key(const run *r, const pipe_source *s, const char *f, char *buf)
+{
+    int i = (int)(s - r->cfg->sources);
+    const char *key = f == s->weights ? "weights" : f == s->labels ? "labels" : NULL;
+    if (!key)
+        return NULL;
+    if (r->cfg->n_sources == 1)
+        snprintf(buf, 48, "source.%s", key);
+    else
+        snprintf(buf, 48, "sources[%d].%s", i, key);
+    return buf;
+}
+
 /* The set for source s: an existing one with the same weights and labels, or a new one. */
 static int find_set(run *r, const pipe_source *s, const mset **out, cin_err *err)
 {
@@ -200,11 +218,15 @@ static int find_set(run *r, const pipe_source *s, const mset **out, cin_err *err
         }
     mset *m = &r->set[r->n_sets++];
     *m = (mset){.weights = w, .labels_path = l};
-    int rc = load_models(r, m, err);
-    rc = rc ? rc : load_post(r, m, err);
-    rc = rc ? rc : check_input(r, m, s, err);
     *out = m;
-    return rc;
+    char key[48];
+    int rc = load_models(r, m, err);
+    if (rc && set_key(r, s, w, key))
+        return cin_err_wrap(err, rc, "%s: %s", c->path, key);
+    if (rc)
+        return rc;
+    rc = load_post(r, m, set_key(r, s, l, key) ? key : "postprocess.labels", err);
+    return rc ? rc : check_input(r, m, s, err);
 }
 
 /* ---- a lane's buffers and streams ---- */
@@ -213,7 +235,7 @@ static int lane_alloc(run *r, lane *l, cin_err *err)
 {
     const mset *m = l->m;
     const cin_model_info *i = &m->st[0].info;
-    int n = out_info(m)->out_size, k = r->cfg->postprocess.topk;
+    int n = out_info(m)->out_size, k = r->topk;
     for (int s = 0; s < m->n_st; s++) {
         int rc = cin_stream_create(m->st[s].model, &l->stream[s], err);
         if (rc)
@@ -310,7 +332,7 @@ static int step_frame(run *r, lane *l, const fq_item *it, double *ms, int *sink_
     if (have < 0)
         return cin_err_set(err, have, "%s: model: %s", l->src->id, stage_error(l));
     l->t++;
-    int k = c->postprocess.topk, n = out_info(l->m)->out_size;
+    int k = r->topk, n = out_info(l->m)->out_size;
     if (have) {
         memcpy(l->scores, l->logits, sizeof(float) * n);
         if (c->postprocess.softmax)
@@ -329,6 +351,13 @@ static int step_frame(run *r, lane *l, const fq_item *it, double *ms, int *sink_
 }
 
 /* ---- the workers ---- */
+
+/* Under r->mu: notes when a lane has nothing more to step. */
+static void mark_done(lane *l)
+{
+    if (!l->reading && !l->busy && (l->failed || fq_count(l->q) == 0) && l->done_ms == 0)
+        l->done_ms = feed_now_ms();
+}
 
 /* A lane with a frame waiting and no worker on it, round robin; NULL when none. */
 static lane *pick_lane(run *r)
@@ -408,6 +437,7 @@ static void *worker_main(void *arg)
         account(r, l, it, rc, ms, sink_failed, &e);
         fq_release(l->q, it);
         l->busy = 0;
+        mark_done(l);
         pthread_cond_broadcast(&r->work);
         pthread_cond_broadcast(&r->space);
     }
@@ -447,6 +477,7 @@ static void reader_end(run *r, lane *l, int rc, const cin_err *e)
         l->err = *e;
     }
     l->reading = 0;
+    mark_done(l);
     pthread_cond_broadcast(&r->work);
     pthread_mutex_unlock(&r->mu);
     if (rc < 0 && r->n_lanes > 1)
@@ -596,11 +627,21 @@ static int default_workers(const pipe_config *c)
     return n < c->n_sources || c->workers ? n : c->n_sources;
 }
 
+/* Any set with labels gives the CSV sinks label columns. */
+static int labelled(const run *r)
+{
+    for (int i = 0; i < r->n_sets; i++)
+        if (r->set[i].labels)
+            return 1;
+    return 0;
+}
+
 static int setup(run *r, cin_err *err)
 {
     const pipe_config *c = r->cfg;
     int rc = 0;
     r->n_lanes = c->n_sources;
+    r->topk = c->postprocess.topk;
     r->lane = calloc((size_t)r->n_lanes, sizeof *r->lane);
     r->n_workers = default_workers(c);
     r->worker = calloc((size_t)r->n_workers, sizeof *r->worker);
@@ -611,13 +652,15 @@ static int setup(run *r, cin_err *err)
         *l = (lane){.r = r, .src = &c->sources[k], .index = k, .reading = 1};
         atomic_init(&l->stop, 0);
         rc = find_set(r, l->src, &l->m, err);
-        if (!rc && k == 0) {
-            const cin_model_info *i = &l->m->st[0].info;
-            r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
-        }
-        rc = rc ? rc : lane_alloc(r, l, err);
     }
-    return rc ? rc : sinks_open(c, out_info(r->lane[0].m)->out_size, &r->out, err);
+    const cin_model_info *i = rc ? NULL : &r->set[0].st[0].info;
+    if (i)
+        r->frame_size = (size_t)i->in_channels * i->in_height * i->in_width;
+    for (int k = 0; k < r->n_lanes && !rc; k++)
+        rc = lane_alloc(r, &r->lane[k], err);
+    sinks_spec sp = {.out_size = rc ? 0 : out_info(r->lane[0].m)->out_size, .topk = r->topk,
+                     .labelled = labelled(r)};
+    return rc ? rc : sinks_open(c, &sp, &r->out, err);
 }
 
 /* Starts every reader and worker; on a failure to start one, stops those already started. */
@@ -659,7 +702,8 @@ static int collect(run *r, pipe_stats *st, cin_err *err)
     st->n_streams = r->n_lanes;
     for (int k = 0; k < r->n_lanes; k++) {
         lane *l = &r->lane[k];
-        lane_figures(l, 0, st->seconds, &st->stream[k]);
+        double secs = l->done_ms > 0 ? (l->done_ms - r->start_ms) / 1e3 : st->seconds;
+        lane_figures(l, 0, secs, &st->stream[k]);
         lh_merge(&step, &l->step);
         lh_merge(&e2e, &l->e2e);
         st->frames += l->frames;
@@ -737,6 +781,7 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     if (!rc)
         run_facts(&r, stats);
     double start = feed_now_ms();
+    r.start_ms = start;
     rc = rc ? rc : start_threads(&r, err);
     int started = 0;
     pthread_mutex_lock(&r.mu);

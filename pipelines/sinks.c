@@ -18,11 +18,11 @@ struct sinks {
     jsonl_sink *jsonl[PIPE_MAX_SINKS];      /* one of the three per sink */
     npy_writer *npy[PIPE_MAX_SINKS];
     csv_sink *csv[PIPE_MAX_SINKS];
-    char part[PIPE_MAX_SINKS][4096];        /* "" for stdout */
+    char part[PIPE_MAX_SINKS][SINKS_PART_MAX];  /* "" when written in place */
     int n;                                  /* opened */
     int64_t rows;                           /* npy rows written */
     float *nan_row;
-    int out_size;
+    sinks_spec spec;
 };
 
 /* Results go to a .part file renamed over `path` only where `path` is a regular file or
@@ -36,15 +36,21 @@ static int sinks_renamed_into_place(const char *path)
     return lstat(path, &st) != 0 || S_ISREG(st.st_mode);
 }
 
+void sinks_part_name(const char *path, long pid, char *buf, size_t cap)
+{
+    int n = strcmp(path, "-") ? snprintf(buf, cap, "%s.part-%ld", path, pid) : -1;
+    if (n < 0 || (size_t)n >= cap)
+        buf[0] = '\0';
+}
+
 static int sinks_open_one(sinks *s, int i, const char *path, cin_err *err)
 {
     const pipe_sink *k = &s->cfg->sinks[i];
-    int64_t row[1] = {s->out_size};
+    int64_t row[1] = {s->spec.out_size};
     if (k->type == PIPE_SINK_JSONL)
         return jsonl_open(path, k->flush, &s->jsonl[i], err);
     if (k->type == PIPE_SINK_CSV)
-        return csv_sink_open(path, s->cfg->postprocess.topk, s->cfg->postprocess.labels != NULL,
-                             k->flush, &s->csv[i], err);
+        return csv_sink_open(path, s->spec.topk, s->spec.labelled, k->flush, &s->csv[i], err);
     return npy_writer_open(path, 1, row, &s->npy[i], err);
 }
 
@@ -63,10 +69,12 @@ static int sinks_open_all(sinks *s, cin_err *err)
     for (int i = 0; i < c->n_sinks; i++) {
         const pipe_sink *k = &c->sinks[i];
         char *part = s->part[i];
-        if (sinks_renamed_into_place(k->path) &&
-            snprintf(part, sizeof s->part[i], "%s.part-%ld", k->path, (long)getpid()) >=
-                (int)sizeof s->part[i])
-            return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path, i);
+        if (sinks_renamed_into_place(k->path)) {
+            sinks_part_name(k->path, (long)getpid(), part, sizeof s->part[i]);
+            if (!part[0])
+                return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path,
+                                   i);
+        }
         int rc = sinks_open_one(s, i, part[0] ? part : k->path, err);
         if (rc) {
             part[0] = '\0';
@@ -78,20 +86,20 @@ static int sinks_open_all(sinks *s, cin_err *err)
     return 0;
 }
 
-int sinks_open(const pipe_config *c, int out_size, sinks **out, cin_err *err)
+int sinks_open(const pipe_config *c, const sinks_spec *sp, sinks **out, cin_err *err)
 {
     sinks *s = calloc(1, sizeof *s);
     *out = NULL;
     if (s) {
         s->cfg = c;
-        s->out_size = out_size;
-        s->nan_row = malloc(sizeof(float) * (size_t)out_size);
+        s->spec = *sp;
+        s->nan_row = malloc(sizeof(float) * (size_t)sp->out_size);
     }
     if (!s || !s->nan_row) {
         sinks_close(s, 0, NULL);
         return cin_err_set(err, CIN_E_NOMEM, "pipeline: out of memory");
     }
-    for (int j = 0; j < out_size; j++)
+    for (int j = 0; j < sp->out_size; j++)
         s->nan_row[j] = NAN;
     int rc = sinks_open_all(s, err);
     if (rc) {

@@ -5,7 +5,8 @@
  * its frame order.
  *
  *     sinks *s;
- *     if (sinks_open(cfg, classes, &s, &err) == 0) {
+ *     sinks_spec sp = {.out_size = classes, .topk = 5, .labelled = 1};
+ *     if (sinks_open(cfg, &sp, &s, &err) == 0) {
  *         sinks_write(s, &res, logits, &err);   // per frame; logits NULL: no output
  *         sinks_tick(s, now_s, &err);           // now and then: submit what waited long
  *         sinks_close(s, 1, &err);              // complete files in place
@@ -19,9 +20,23 @@
 
 typedef struct sinks sinks;
 
-/* Opens every sink of c for results of out_size classes (npy rows). Errors name the sink's
- * key and path; sinks opened before the failing one are closed and removed. */
-int sinks_open(const pipe_config *c, int out_size, sinks **out, cin_err *err);
+#define SINKS_PART_MAX 4096     /* bytes of an unfinished file's name, with its NUL */
+
+/* The name of the unfinished file a sink at path is written to by process pid,
+ * "<path>.part-<pid>", into buf; "" for stdout ("-") or a name that does not fit. Whether a
+ * sink uses it depends on what path is when it is opened (a regular file or nothing). */
+void sinks_part_name(const char *path, long pid, char *buf, size_t cap);
+
+/* What the results hold. */
+typedef struct sinks_spec {
+    int out_size;       /* classes: the length of an npy row */
+    int topk;           /* classes listed per result: CSV columns */
+    int labelled;       /* results carry label names: CSV label columns */
+} sinks_spec;
+
+/* Opens every sink of c. Errors name the sink's key and path; sinks opened before the
+ * failing one are closed and removed. */
+int sinks_open(const pipe_config *c, const sinks_spec *sp, sinks **out, cin_err *err);
 
 /* One input frame: a row to npy sinks (row, or NaN when row is NULL: the frame gave no
  * output); and, when row is not NULL, a line to JSON-lines and CSV sinks. */

@@ -499,7 +499,7 @@ static void test_row_sockets_take_timeouts_and_row_files_do_not(void)
     pipe_config_free(c);
     expect_error("source: {type: features, uri: feats.jsonl, read_timeout: 2}\n"
                  "model: {arch: x3d, size: xs}\n", CIN_E_CONFIG, "source.read_timeout",
-                 "features or skeleton sources on a socket (tcp://, udp://, unix:) (uri is "
+                 "features or skeleton sources on a socket (tcp://, udp://, unix:) (the source is "
                  "'");
     expect_error("source: {type: skeleton, uri: rows.csv, open_timeout: 2}\n"
                  "model: {arch: x3d, size: xs}\n", CIN_E_CONFIG, "source.open_timeout",
@@ -605,6 +605,8 @@ static void test_source_id_is_read_and_must_not_be_empty(void)
     char text[256];
     snprintf(text, sizeof text, "source: {uri: a.mp4, id: %064d}\nmodel: {arch: x3d}\n", 7);
     expect_error(text, CIN_E_CONFIG, "source.id", "expected at most 63 bytes, got 64");
+    expect_error("source: {uri: a.mp4, id: \"cam\\n2\"}\nmodel: {arch: x3d}\n", CIN_E_CONFIG,
+                 "source.id", "expected no control characters");
 }
 
 /* Every pipeline shipped in pipelines/examples/ and bench/ loads (tests run in tests/). */
@@ -687,6 +689,9 @@ static void test_bad_sources_are_refused_naming_the_item(void)
         {"sources: [{uri: a.mp4}]\nworkers: 0", "workers", "1..64"},
         {"sources: [{uri: a.mp4}, {uri: b.mp4}]\nsinks: [{type: npy, path: o.npy}]",
          "sinks[0]", "an npy sink holds the rows of one source; with 2 sources"},
+        {"sources: [{uri: a.mp4}, {uri: b.mp4, labels: l.txt}]\n"
+         "sinks: [{type: jsonl, path: o.jsonl}, {type: csv, path: o.csv}]",
+         "sources[1].labels", "sources[0] has none; sinks[1] (csv) needs labels"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "%s\n%s", cases[i].sources, model);

@@ -529,6 +529,38 @@ static void test_masks_disagreeing_across_a_residual_are_refused_naming_both(voi
     dg_expect(p, NULL, CIN_E_SHAPE, "branch1_conv.out_mask", "output width of stage 2");
 }
 
+/* The outputs may overwrite neither an input nor each other; nothing is written then. */
+static void test_outputs_that_would_overwrite_an_input_are_refused(void)
+{
+    const char *masks = tu_tmp_path("overwrite_masks.safetensors");
+    derive_opts ok = {.source = dg_source(), .out = tu_tmp_path("overwrite_ok.safetensors"),
+                      .write_masks = masks, .ratio = 0.5};
+    CU_ASSERT_EQUAL_FATAL(derive_model(&ok, NULL, NULL), 0);
+    size_t before, after;
+    unsigned char *a = tu_read_file(dg_source(), &before);
+    struct {
+        derive_opts o;
+        const char *fragment;
+    } cases[] = {
+        {{.source = dg_source(), .out = dg_source(), .ratio = 0.5},
+         "the output is also the source"},
+        {{.source = dg_source(), .out = masks, .masks = masks}, "the output is also the masks"},
+        {{.source = dg_source(), .out = masks, .write_masks = masks, .ratio = 0.5},
+         "the output is also the masks to write"},
+        {{.source = dg_source(), .out = tu_tmp_path("o.safetensors"), .write_masks = dg_source(),
+          .ratio = 0.5}, "the masks output is also the source"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cin_err err = {0};
+        CU_ASSERT_EQUAL(derive_model(&cases[i].o, NULL, &err), CIN_E_INVAL);
+        CU_ASSERT(strstr(err.msg, cases[i].fragment) != NULL);
+    }
+    unsigned char *b = tu_read_file(dg_source(), &after);
+    CU_ASSERT(a && b && before == after && memcmp(a, b, before) == 0);
+    free(a);
+    free(b);
+}
+
 /* A derived checkpoint whose inner width exceeds the size's is not X3D-XS. */
 static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
 {
@@ -538,6 +570,11 @@ static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
     cin_model *m = dg_load(out, NULL);
     CU_ASSERT_PTR_NOT_NULL(m);
     cin_model_free(m);
+    /* loaded as a deeper size, its blocks run out: refused by name, not a crash */
+    cin_model_opts big = {.arch = "x3d", .size = "l", .crop = 96, .weights = out};
+    cin_err err = {0};
+    CU_ASSERT_EQUAL(cin_model_load(&big, &m, &err), CIN_E_NOTFOUND);
+    CU_ASSERT(strstr(err.msg, "no tensor 'blocks.1.res_blocks.3.") != NULL);
     /* the same file without the metadata is an X3D-XS of the wrong shapes */
     st_file *f;
     CU_ASSERT_FATAL(st_open(out, &f, NULL) == 0);
@@ -553,7 +590,6 @@ static void test_derived_checkpoint_with_a_wrong_width_is_refused(void)
     }
     const char *plain = tu_tmp_path("derived_plain.safetensors");
     CU_ASSERT_FATAL(st_write(plain, t, n, NULL, NULL) == 0);
-    cin_err err = {0};
     m = dg_load(plain, &err);
     CU_ASSERT_PTR_NULL(m);
     CU_ASSERT(strstr(err.msg, "conv_a.weight") != NULL);
@@ -1070,6 +1106,7 @@ int test_derive_register(void)
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
         DG_T(test_masks_disagreeing_across_a_residual_are_refused_naming_both),
         DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
+        DG_T(test_outputs_that_would_overwrite_an_input_are_refused),
         DG_T(test_derived_cost_gcn_star_steps_and_clip_equal_the_pruned_reference),
         DG_T(test_derived_continual_skeletons_st_gcn_clip_equals_the_pruned_reference),
         DG_T(test_cin_derive_with_given_st_gcn_masks_gives_the_reference_model),

@@ -379,6 +379,46 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
     free(rows);
 }
 
+/* A second signal, while the frames already queued are still being stepped, ends cin-run at
+ * once by that signal: its unfinished files are removed and the results they would have
+ * replaced are left as they were. */
+static void test_second_sigint_ends_at_once_and_leaves_no_part_files(void)
+{
+    char cwd[512], text[1024];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    snprintf(text, sizeof text,
+             "source: {uri: %s/media/mecavideo__balle-jbart.mp4, queue: 64}\n"
+             "model: {arch: x3d, size: l}\n"
+             "sinks: [{type: jsonl, path: sig2.jsonl}, {type: npy, path: sig2.npy}]\n", cwd);
+    const char *yaml = write_yaml("sig2.yaml", text), *bin = getenv("CIN_RUN");
+    const char *old = tu_tmp_path("sig2.jsonl");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(old, "{\"earlier\": 1}\n", 15), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(bin ? bin : "../build/cin-run", "cin-run", yaml, (char *)NULL);
+        _exit(127);
+    }
+    char part[600], npy_part[600];
+    snprintf(part, sizeof part, "%s.part-%ld", old, (long)pid);
+    snprintf(npy_part, sizeof npy_part, "%s.part-%ld", tu_tmp_path("sig2.npy"), (long)pid);
+    struct stat ps;
+    for (int i = 0; i < 1200 && !(stat(part, &ps) == 0 && ps.st_size > 0); i++)
+        usleep(50 * 1000);
+    kill(pid, SIGINT);      /* the reader stops; up to 64 queued frames of X3D-L remain */
+    usleep(200 * 1000);
+    kill(pid, SIGINT);
+    int status;
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+    CU_ASSERT(stat(part, &ps) != 0 && stat(npy_part, &ps) != 0);
+    size_t len;
+    char *body = (char *)tu_read_file(old, &len);
+    CU_ASSERT(body && strcmp(body, "{\"earlier\": 1}\n") == 0);
+    free(body);
+}
+
 /* A live source with nothing to read (a pipe whose writer stays quiet) gives up its wait on
  * SIGTERM: cin-run stops cleanly, with exit status 0, instead of waiting for input. */
 static void test_sigterm_stops_a_source_waiting_for_input(void)
@@ -588,6 +628,8 @@ int test_pipeline_register(void)
                          test_sinks_that_overwrite_inputs_or_each_other_are_refused) &&
              CU_add_test(s, "SIGINT leaves complete sinks and exits zero",
                          test_sigint_leaves_complete_sinks_and_exits_zero) &&
+             CU_add_test(s, "a second SIGINT ends at once and leaves no part files",
+                         test_second_sigint_ends_at_once_and_leaves_no_part_files) &&
              CU_add_test(s, "SIGTERM stops a source waiting for input",
                          test_sigterm_stops_a_source_waiting_for_input) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&

@@ -187,6 +187,35 @@ static void test_overloaded_blocking_source_loses_nothing_and_falls_behind(void)
     fprintf(stderr, "\n    overload (block): 0 dropped, %.0f ms behind at most ", behind);
 }
 
+/* A source's own weights or labels that cannot be read are named by its key. */
+static void test_bad_weights_or_labels_of_a_source_are_named_by_its_key(void)
+{
+    char text[2048];
+    const char *lab = tu_tmp_path("three.txt");
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(lab, "a\nb\nc\n", 6), 0);
+    struct {
+        const char *extra, *fragment;
+    } cases[] = {
+        {"weights: missing.safetensors", "sources[1].weights: "},
+        {"labels: three.txt", "sources[1].labels: "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "sources: [{path: sa.npy}, {path: sa.npy, %s}]\n%s",
+                 cases[i].extra, ts_model);
+        const char *path = tu_tmp_path("badset.yaml");
+        CU_ASSERT_EQUAL_FATAL(tu_write_file(path, text, strlen(text)), 0);
+        pipe_config *c;
+        pipe_stats st;
+        cin_err err = {0};
+        CU_ASSERT_EQUAL_FATAL(pipe_config_load(path, &c, &err), 0);
+        CU_ASSERT(pipe_run(c, NULL, &st, &err) != 0);
+        CU_ASSERT(strstr(err.msg, cases[i].fragment) != NULL);
+        if (!strstr(err.msg, cases[i].fragment))
+            fprintf(stderr, "\n  %s\n", err.msg);
+        pipe_config_free(c);
+    }
+}
+
 int test_streams_register(void)
 {
     CU_pSuite s = CU_add_suite("streams", NULL, NULL);
@@ -202,6 +231,8 @@ int test_streams_register(void)
          test_overloaded_live_source_drops_frames_and_bounds_latency},
         {"overloaded_blocking_source_loses_nothing_and_falls_behind",
          test_overloaded_blocking_source_loses_nothing_and_falls_behind},
+        {"bad_weights_or_labels_of_a_source_are_named_by_its_key",
+         test_bad_weights_or_labels_of_a_source_are_named_by_its_key},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (!CU_add_test(s, tests[i].name, tests[i].fn))
