@@ -143,14 +143,33 @@ static int make_dir(const char *dir)
     return 0;
 }
 
+/* The process's peak resident memory so far, KiB (VmHWM, which counts this program's own
+ * memory only, unlike getrusage's, which keeps that of a large parent across fork and exec);
+ * -1 where /proc does not tell. */
+static long peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 /* The one-line summary after each model; OPCM adds its norm statistics. */
 static void report(const merge_state *m, const char *path)
 {
     double mean, lambda;
     int k = merge_count(m);
+    long kib = peak_rss_kib();
     fprintf(stderr, "cin-merge: %d model%s -> %s", k, k == 1 ? "" : "s", path);
     if (merge_opcm_stats(m, &mean, &lambda, NULL) == 0)
         fprintf(stderr, " (mean task-vector norm %.6g, lambda_t %.6g)", mean, lambda);
+    if (kib > 0)
+        fprintf(stderr, ", peak memory %.1f MB", kib / 1024.0);
     fputc('\n', stderr);
 }
 
