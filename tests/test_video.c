@@ -124,7 +124,7 @@ static void vt_fill(AVFrame *f, const vt_clip *c)
     }
 }
 
-static AVCodecContext *vt_encoder(const vt_clip *c, int global_header)
+static AVCodecContext *vt_encoder(const vt_clip *c, AVRational sar, int global_header)
 {
     const AVCodec *codec = avcodec_find_encoder(c->codec);
     AVCodecContext *enc = codec ? avcodec_alloc_context3(codec) : NULL;
@@ -137,6 +137,7 @@ static AVCodecContext *vt_encoder(const vt_clip *c, int global_header)
     enc->framerate = (AVRational){c->rate, 1};
     enc->color_range = c->range;
     enc->colorspace = c->space;
+    enc->sample_aspect_ratio = sar;
     enc->gop_size = 5;
     enc->flags |= AV_CODEC_FLAG_QSCALE; /* lossy codecs at their finest quantiser */
     enc->global_quality = FF_QP2LAMBDA;
@@ -191,17 +192,20 @@ static int vt_write_frames(AVFormatContext *oc, AVCodecContext *enc, const vt_cl
 }
 
 /* Encodes clip c into path; the container comes from the file name. A display matrix, when
- * given, goes into the stream's side data. Returns 0 on success. */
-static int vt_write_clip_matrix(const vt_clip *c, const char *path, const int32_t *matrix)
+ * given, goes into the stream's side data; a sample aspect ratio other than {0, 0} (unknown)
+ * is written to the stream and the codec. Returns 0 on success. */
+static int vt_write_clip_tagged(const vt_clip *c, const char *path, const int32_t *matrix,
+                                AVRational sar)
 {
     AVFormatContext *oc = NULL;
     if (avformat_alloc_output_context2(&oc, NULL, NULL, path) < 0)
         return -1;
-    AVCodecContext *enc = vt_encoder(c, oc->oformat->flags & AVFMT_GLOBALHEADER);
+    AVCodecContext *enc = vt_encoder(c, sar, oc->oformat->flags & AVFMT_GLOBALHEADER);
     AVStream *st = enc ? avformat_new_stream(oc, NULL) : NULL;
     int r = st ? avcodec_parameters_from_context(st->codecpar, enc) : -1;
     if (r >= 0) {
         st->time_base = enc->time_base;
+        st->sample_aspect_ratio = sar;
         r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE);
     }
     uint8_t *sd = r >= 0 && matrix ? av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX,
@@ -222,7 +226,7 @@ static int vt_write_clip_matrix(const vt_clip *c, const char *path, const int32_
 
 static int vt_write_clip(const vt_clip *c, const char *path)
 {
-    return vt_write_clip_matrix(c, path, NULL);
+    return vt_write_clip_tagged(c, path, NULL, (AVRational){0, 0});
 }
 
 /* ---- independent colour conversion ---- */
@@ -522,6 +526,54 @@ static void test_yuvj_sources_are_full_range(void)
     vt_check_solid_sizes(&c, "yuvj420p.avi", full, 1.0);
 }
 
+/* Every chroma layout swscale takes, 4:1:0 to 4:4:4, at sizes no subsampling divides: the
+ * partial last chroma column and row must not leak into the picture. Tolerance as above. */
+static void test_every_chroma_subsampling_converts_at_odd_sizes(void)
+{
+    static const struct {
+        enum AVPixelFormat fmt;
+        const char *name;
+    } layouts[] = {
+        {AV_PIX_FMT_YUV410P, "yuv410p.mkv"}, {AV_PIX_FMT_YUV411P, "yuv411p.mkv"},
+        {AV_PIX_FMT_YUV420P, "yuv420p-odd.mkv"}, {AV_PIX_FMT_YUV422P, "yuv422p.mkv"},
+        {AV_PIX_FMT_YUV440P, "yuv440p.mkv"}, {AV_PIX_FMT_YUV444P, "yuv444p-odd.mkv"},
+    };
+    double want[3];
+    vt_yuv_to_rgb(120, 100, 170, 0, 0, want);
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        vt_clip c = {AV_CODEC_ID_FFV1, layouts[i].fmt, 39, 21, 3, 25, 0, 0, 0, {120, 100, 170}};
+        vt_check_solid_sizes(&c, layouts[i].name, want, 1.0);
+    }
+}
+
+/* The model sees the coded pixel grid: a clip tagged with non-square pixels (16:15, as PAL
+ * 4:3 footage and media/mecavideo__balle-jbart.mp4 are) gives exactly what the same pixels
+ * tagged square give (io/video.h says why). */
+static void test_non_square_pixels_keep_the_coded_grid(void)
+{
+    vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_RGB24, 99, 61, 2, 25, 0, 0, 1, {0, 0, 50}};
+    const char *square = tu_tmp_path("sar-1-1.nut"), *pal = tu_tmp_path("sar-16-15.nut");
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip(&c, square), 0);
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip_tagged(&c, pal, NULL, (AVRational){16, 15}), 0);
+    AVFormatContext *fmt = NULL;
+    CU_ASSERT_EQUAL_FATAL(avformat_open_input(&fmt, pal, NULL, NULL), 0);
+    AVRational got = av_guess_sample_aspect_ratio(fmt, fmt->streams[0], NULL);
+    CU_ASSERT(got.num == 16 && got.den == 15); /* the tag is really there */
+    avformat_close_input(&fmt);
+
+    vt_run *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    video_opts o = vt_opts(square, 0, 30, 20);
+    vt_read_all(&o, a);
+    o.uri = pal;
+    vt_read_all(&o, b);
+    CU_ASSERT_EQUAL(a->frames, 2);
+    CU_ASSERT_EQUAL(b->frames, 2);
+    for (int ch = 0; ch < 3; ch++)
+        CU_ASSERT_DOUBLE_EQUAL(b->mean[ch], a->mean[ch], 1e-6);
+    free(a);
+    free(b);
+}
+
 static void test_grey_and_rgb_sources_convert_exactly(void)
 {
     vt_clip grey = {AV_CODEC_ID_FFV1, AV_PIX_FMT_GRAY8, 35, 21, 3, 25, 0, 0, 0, {77, 0, 0}};
@@ -786,7 +838,7 @@ static void vt_check_rotation(int angle, const char *name)
     int32_t m[9];
     av_display_rotation_set(m, angle);
     const char *path = tu_tmp_path(name);
-    CU_ASSERT_EQUAL_FATAL(vt_write_clip_matrix(&c, path, m), 0);
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip_tagged(&c, path, m, (AVRational){0, 0}), 0);
     int ccw = vt_read_rotation(path);
     CU_ASSERT_EQUAL(abs(ccw), abs(angle));
     video_opts o = vt_opts(path, 0, N, N);
@@ -1037,6 +1089,8 @@ int test_video_register(void)
         VT_TEST(test_real_clip_mean_colour_matches_a_direct_conversion),
         VT_TEST(test_yuv_sources_convert_with_their_range_and_matrix),
         VT_TEST(test_yuvj_sources_are_full_range),
+        VT_TEST(test_every_chroma_subsampling_converts_at_odd_sizes),
+        VT_TEST(test_non_square_pixels_keep_the_coded_grid),
         VT_TEST(test_grey_and_rgb_sources_convert_exactly),
         VT_TEST(test_normalisation_applies_mean_and_std_per_channel),
         VT_TEST(test_crop_is_centred_in_landscape_and_portrait_frames),
