@@ -685,30 +685,64 @@ static int64_t numel_of(int ndim, const int64_t *shape)
     return n;
 }
 
-/* Fuses w0's adapter, if any, and slices it into dst. */
-static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, chmask i,
-                       float *dst)
+/* The layers whose adapters fuse into source tensor `info`, one per equal block of its rows:
+ * c->parts' for a packed weight, else the weight itself less ".weight" or "_weight"; 0 for a
+ * tensor that takes none (a bias, a norm, an embedding). */
+static int adapter_layers(const dctx *c, const st_info *info, char layers[][DERIVE_LAYER])
 {
     size_t len = strlen(info->name);
     int is_weight = info->ndim >= 2 && len > 7 && strcmp(info->name + len - 6, "weight") == 0 &&
                     (info->name[len - 7] == '.' || info->name[len - 7] == '_');
+    if (!is_weight)
+        return 0;
+    int n = c->parts ? c->parts(info->name, layers) : 0;
+    if (n > 0)
+        return n;
+    snprintf(layers[0], DERIVE_LAYER, "%.*s", (int)(len - 7), info->name);
+    return 1;
+}
+
+/* Fuses block `part` of a weight of `parts` row blocks with the adapter of `layer`, if any. */
+static int fuse_block(dctx *c, const st_info *info, const char *layer, int part, int parts,
+                      const float *w0, chmask o, chmask i, float *dst)
+{
+    int64_t shape[ST_MAX_DIMS];
+    memcpy(shape, info->shape, sizeof shape);
+    shape[0] /= parts;
+    int64_t per = taps_of(info->ndim, info->shape);
+    int64_t n_in = i.keep ? i.n : shape[1];
     derive_adapter a;
     derive_bufs bufs = {0};
-    int found = 0, rc = 0;
-    if (is_weight) {
-        char layer[192];
-        snprintf(layer, sizeof layer, "%.*s", (int)(len - 7), info->name);
-        rc = derive_load_adapter(c, layer, &a, &bufs, &found);
-    }
+    int found = 0;
+    int rc = layer ? derive_load_adapter(c, layer, &a, &bufs, &found) : 0;
     c->stats.adapted += found;
-    if (!rc && info->ndim >= 2)
-        rc = derive_fuse(info->name, w0, info->ndim, info->shape, o.keep, o.n, i.keep, i.n,
-                         found ? &a : NULL, dst, c->err);
-    else if (!rc)
+    rc = rc ? rc : derive_fuse(info->name, w0 + part * shape[0] * shape[1] * per, info->ndim,
+                               shape, o.keep, o.n, i.keep, i.n, found ? &a : NULL,
+                               dst + part * shape[0] * n_in * per, c->err);
+    derive_bufs_free(&bufs);
+    return rc;
+}
+
+/* Fuses w0's adapters, if any, and slices it into dst. */
+static int fuse_tensor(dctx *c, const st_info *info, const float *w0, chmask o, chmask i,
+                       float *dst)
+{
+    char layers[DERIVE_MAX_PARTS][DERIVE_LAYER];
+    int parts = adapter_layers(c, info, layers);
+    if (info->ndim < 2) {
         for (int64_t k = 0; k < numel_of(info->ndim, info->shape); k++)
             if (!o.keep || k < o.n)
                 dst[k] = w0[o.keep ? o.keep[k] : k];
-    derive_bufs_free(&bufs);
+        return 0;
+    }
+    if (parts > 1 && (o.keep || info->shape[0] % parts))
+        return cin_err_set(c->err, CIN_E_UNSUPPORTED, "%s: tensor '%s': %lld rows packing %d "
+                           "layers, which cin-derive fuses but does not prune",
+                           c->o->source, info->name, (long long)info->shape[0], parts);
+    int rc = 0;
+    for (int p = 0; !rc && p < (parts > 1 ? parts : 1); p++)
+        rc = fuse_block(c, info, parts ? layers[p] : NULL, p, parts > 1 ? parts : 1, w0, o, i,
+                        dst);
     return rc;
 }
 

@@ -35,10 +35,18 @@ typedef struct dctx dctx;
 /* The kept outputs and inputs of source tensor `name` (keep NULL: all). */
 typedef void (*derive_slices_fn)(const dctx *c, const char *name, chmask *out, chmask *in);
 
+enum { DERIVE_LAYER = 192, DERIVE_MAX_PARTS = 3 };
+
+/* For a weight that packs several layers as equal blocks of its rows (torch's in_proj_weight
+ * holds q_proj, k_proj and v_proj), the layers whose adapters fuse into each block, in row
+ * order; returns their count, or 0 when `name` is one layer. */
+typedef int (*derive_parts_fn)(const char *name, char layers[][DERIVE_LAYER]);
+
 struct dctx {
     const derive_opts *o;
     st_file *src, *adapters, *masks;
     derive_slices_fn slices;
+    derive_parts_fn parts;  /* NULL: no packed weights */
     const void *model;    /* the slices callback's own state (ST-GCN, transformer) */
     int slowfast;         /* X3D: SlowFast names */
     block *blocks;        /* X3D */

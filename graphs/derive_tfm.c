@@ -1,8 +1,9 @@
 /* Transformer encoders for cin-derive (see derive.h, docs/derive.md), under
  * torch.nn.TransformerEncoderLayer's names (layers.N.*): each layer's feed-forward width, the
  * outputs of linear1 and the inputs of linear2, is pruned by one mask; nothing else is. The
- * attention projections (self_attn.in_proj_weight, self_attn.out_proj.weight) take adapters
- * named <layer>.self_attn.in_proj.adapter... and .out_proj.adapter..., fused unpruned: the
+ * attention projections take adapters under structured-pruning-adapters' names
+ * (SPLoRAMultiheadAttention: self_attn.{q,k,v}_proj.adapter..., fused into the thirds of the
+ * packed self_attn.in_proj_weight, and self_attn.out_proj.adapter...), fused unpruned: the
  * residuals and layer norms tie d_model across the whole stack. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,19 @@ static void tf_slices(const dctx *c, const char *name, chmask *out, chmask *in)
         *out = l < t->n_layers ? t->m[l] : *out;
     else if ((l = layer_of(name, "linear2.weight")) >= 0)
         *in = l < t->n_layers ? t->m[l] : *in;
+}
+
+/* in_proj_weight [3 d_model, d_model] packs the query, key and value projections, which the
+ * library adapts as three Linear layers of their own. */
+static int tf_parts(const char *name, char layers[][DERIVE_LAYER])
+{
+    int l = layer_of(name, "self_attn.in_proj_weight");
+    if (l < 0)
+        return 0;
+    const char *proj[3] = {"q_proj", "k_proj", "v_proj"};
+    for (int p = 0; p < 3; p++)
+        snprintf(layers[p], DERIVE_LAYER, "layers.%d.self_attn.%s", l, proj[p]);
+    return 3;
 }
 
 static int find_layers(tf_ctx *t)
@@ -136,7 +150,7 @@ static int write_masks(tf_ctx *t)
 int derive_transformer(const derive_opts *o, derive_stats *s, cin_err *err)
 {
     cin_err_clear(err);
-    tf_ctx t = {.c = {.o = o, .err = err, .slices = tf_slices}};
+    tf_ctx t = {.c = {.o = o, .err = err, .slices = tf_slices, .parts = tf_parts}};
     t.c.model = &t;
     int rc = derive_open(&t.c);
     if (!rc && o->stage_ratio > 0.0)

@@ -3,8 +3,10 @@ of tests/test_derive.c; the fusion is derive.py's.
 
 Each layer's feed-forward width is pruned: linear1 keeps the rows of its largest filters by
 L1 norm (adapter fused), linear2 the same columns. The attention projections take adapters
-unpruned: in_proj_weight [3d, d] as the layer "self_attn.in_proj" (SPLoRA rows [1, r, d], cols
-[1, 3d, r]) and out_proj as a Linear (a full [d, d] parameter adapter, added like SPPaRA's).
+unpruned, under structured-pruning-adapters' names: SPLoRAMultiheadAttention adapts q_proj,
+k_proj and v_proj as Linear layers of their own (rows [1, r, d], cols [1, d, r]) and its
+in_proj_weight is their adapted weights stacked (splora.py, `in_proj_weight`); out_proj is a
+Linear (here a full [d, d] parameter adapter, added like SPPaRA's).
 """
 import os
 
@@ -29,8 +31,12 @@ def tfm_adapters(rank=2):
     def u(*shape):
         return (torch.rand(*shape, generator=g) - 0.5) * 0.2
 
-    return {"layers.0.self_attn.in_proj.adapter.rows": u(1, rank, d),
-            "layers.0.self_attn.in_proj.adapter.cols": u(1, 3 * d, rank),
+    return {"layers.0.self_attn.q_proj.adapter.rows": u(1, rank, d),
+            "layers.0.self_attn.q_proj.adapter.cols": u(1, d, rank),
+            "layers.0.self_attn.v_proj.adapter.rows": u(1, rank, d),
+            "layers.0.self_attn.v_proj.adapter.cols": u(1, d, rank),
+            "layers.1.self_attn.k_proj.adapter.rows": u(1, rank, d),
+            "layers.1.self_attn.k_proj.adapter.cols": u(1, d, rank),
             "layers.1.self_attn.out_proj.adapter": u(d, d),
             "layers.0.linear1.adapter.rows": u(1, rank, d),
             "layers.0.linear1.adapter.cols": u(1, ff, rank),
@@ -61,7 +67,9 @@ def derive(model, adapters, ratio):
     for l, layer in enumerate(model.layers):
         p = "layers.%d." % l
         sa = layer.self_attn
-        sa.in_proj_weight.data.copy_(_fused(adapters, p + "self_attn.in_proj", sa.in_proj_weight))
+        qkv = [_fused(adapters, p + "self_attn." + n, w)
+               for n, w in zip(("q_proj", "k_proj", "v_proj"), sa.in_proj_weight.chunk(3))]
+        sa.in_proj_weight.data.copy_(torch.cat(qkv))
         sa.out_proj.weight.data.copy_(_fused(adapters, p + "self_attn.out_proj",
                                              sa.out_proj.weight))
         w1 = _fused(adapters, p + "linear1", layer.linear1.weight)
