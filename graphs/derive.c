@@ -102,9 +102,11 @@ int derive_fuse(const char *name, const float *w0, int ndim, const int64_t *shap
     return 0;
 }
 
+/* Halves round to even (rint in the default rounding mode), as Python's round() does in the
+ * reference scripts: 5 filters at ratio 0.5 keep 2. */
 int derive_keep_count(int n, double ratio)
 {
-    int k = (int)lround(n * (1.0 - ratio));
+    int k = (int)rint(n * (1.0 - ratio));
     return k < 1 ? 1 : k > n ? n : k;
 }
 

@@ -44,7 +44,8 @@ int derive_fuse(const char *name, const float *w0, int ndim, const int64_t *shap
                 const int *keep_out, int n_out, const int *keep_in, int n_in,
                 const derive_adapter *a, float *dst, cin_err *err);
 
-/* The number of filters kept out of n at pruning ratio r in [0, 1): max(1, round(n (1 - r))). */
+/* The number of filters kept out of n at pruning ratio r in [0, 1): max(1, round(n (1 - r))),
+ * halves to even. */
 int derive_keep_count(int n, double ratio);
 
 /* mask01[out] = 1 for the `keep` filters of w [out, per] with the largest L1 or L2 norm (ties:

@@ -140,6 +140,8 @@ static void test_l1_and_l2_masks_equal_the_reference(void)
     st_close(g);
     CU_ASSERT_EQUAL(derive_keep_count(54, 0.5), 27);
     CU_ASSERT_EQUAL(derive_keep_count(3, 0.99), 1);
+    CU_ASSERT_EQUAL(derive_keep_count(5, 0.5), 2); /* round(2.5) in the reference */
+    CU_ASSERT_EQUAL(derive_keep_count(7, 0.5), 4); /* round(3.5) */
 }
 
 /* ---- a derived X3D-XS ---- */
