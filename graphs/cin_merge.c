@@ -1,6 +1,6 @@
 /* cin-merge: folds fine-tuned models into one, in the order given, and writes the merge after
- * each arrival as DIR/merged_<k>.safetensors (k = models merged so far, from 1). See
- * docs/merge.md; the library part is graphs/merge.c. */
+ * each arrival as DIR/merged_<k>.safetensors (k = models merged so far, from 1, or on from the
+ * count of a merge it resumes). See docs/merge.md; the library part is graphs/merge.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +16,8 @@ static void usage(FILE *to)
             "task-arithmetic|average]\n"
             "                 [--alpha A] [--lambda L] [--variant fusion-bench|opcm-diag-kept]"
             "\n                 [--project-conv] [--sum-only GLOB ...] [--buffer GLOB ...] "
-            "[--no-default-buffers]\n                 [--quiet] FT1.safetensors [FT2 ...]\n"
+            "[--no-default-buffers]\n                 [--resume MERGED.safetensors] [--quiet] "
+            "FT1.safetensors [FT2 ...]\n"
             "  --method        opcm (default), task-arithmetic, average\n"
             "  --alpha         OPCM singular-value share, in (0, 1) (default 0.5)\n"
             "  --lambda        task-arithmetic scale (default 0.3)\n"
@@ -25,12 +26,13 @@ static void usage(FILE *to)
             "  --sum-only      OPCM: sum, not project, the tensors matching GLOB (repeatable)\n"
             "  --buffer        tensors matching GLOB are buffers, not merged (repeatable;\n"
             "                  *running_mean and *running_var are, unless --no-default-buffers)\n"
+            "  --resume        go on from a merge cin-merge wrote (same base and options)\n"
             "writes DIR/merged_<k>.safetensors after the k-th model\n");
 }
 
 typedef struct cli {
     merge_opts o;
-    const char *base, *out_dir;
+    const char *base, *out_dir, *resume;
     int quiet;
     int first_model;       /* argv index of the first fine-tuned model */
     const char **sum_only; /* argc entries, n_sum_only used */
@@ -70,6 +72,8 @@ static int parse_option(cli *c, int argc, char **argv, int *i)
         return c->base = v, 0;
     if (strcmp(a, "--out-dir") == 0)
         return c->out_dir = v, 0;
+    if (strcmp(a, "--resume") == 0)
+        return c->resume = v, 0;
     if (strcmp(a, "--alpha") == 0)
         return parse_double(a, v, &c->o.alpha);
     if (strcmp(a, "--lambda") == 0)
@@ -183,6 +187,8 @@ static int merge_run(const cli *c, int argc, char **argv)
         fprintf(stderr, "cin-merge: %s\n", err.msg);
         return 1;
     }
+    if (c->resume)
+        rc = merge_resume(m, c->resume, &err);
     for (int i = c->first_model; i < argc && rc == 0; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/merged_%d.safetensors", c->out_dir, merge_count(m) + 1);

@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <fnmatch.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,6 +584,79 @@ int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, ci
     return 0;
 }
 
+/* ---- metadata: the settings that shape a merge, and its state ---- */
+
+enum { MERGE_META_MAX = 12, MERGE_META_LEN = 2048 };
+
+/* Key-value pairs for st_write's meta list; values live in val. */
+typedef struct merge_meta {
+    const char *kv[2 * MERGE_META_MAX + 1];
+    char val[MERGE_META_MAX][MERGE_META_LEN];
+    int n, truncated;
+} merge_meta;
+
+/* Registers key and returns its value's buffer, MERGE_META_LEN bytes. */
+static char *meta_slot(merge_meta *mm, const char *key)
+{
+    char *v = mm->val[mm->n];
+    mm->kv[2 * mm->n] = key;
+    mm->kv[2 * mm->n + 1] = v;
+    mm->n++;
+    mm->kv[2 * mm->n] = NULL;
+    return v;
+}
+
+static void meta_add(merge_meta *mm, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void meta_add(merge_meta *mm, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(meta_slot(mm, key), MERGE_META_LEN, fmt, ap);
+    va_end(ap);
+    mm->truncated |= len < 0 || len >= MERGE_META_LEN;
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: 0.8, not 0.80000000000000004. */
+static void meta_add_double(merge_meta *mm, const char *key, double v)
+{
+    char buf[32];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    meta_add(mm, key, "%s", buf);
+}
+
+/* Glob patterns, one per line. */
+static void meta_add_globs(merge_meta *mm, const char *key, const char *const *p, int n)
+{
+    char *v = meta_slot(mm, key);
+    size_t at = 0;
+    v[0] = '\0';
+    for (int i = 0; i < n && at < MERGE_META_LEN; i++)
+        at += (size_t)snprintf(v + at, MERGE_META_LEN - at, i ? "\n%s" : "%s", p[i]);
+    mm->truncated |= at >= MERGE_META_LEN;
+}
+
+/* Every option that changes the result of the next merge_add: a resumed merge must have the
+ * same. Numbers are written so that they read back exactly. */
+static void merge_settings(const merge_opts *o, merge_meta *mm)
+{
+    meta_add(mm, "cin.merge.method", "%s", merge_method_name(o->method));
+    if (o->method == MERGE_OPCM) {
+        meta_add_double(mm, "cin.merge.alpha", o->alpha);
+        meta_add(mm, "cin.merge.variant", "%s", variant_names[o->variant]);
+        meta_add(mm, "cin.merge.project_conv", "%d", o->project_conv ? 1 : 0);
+        meta_add_globs(mm, "cin.merge.sum_only", o->sum_only, o->n_sum_only);
+    }
+    if (o->method == MERGE_TASK_ARITHMETIC)
+        meta_add_double(mm, "cin.merge.lambda", o->lambda);
+    meta_add_globs(mm, "cin.merge.buffers", o->buffers, o->n_buffers);
+}
+
 int merge_write(const merge_state *m, const char *path, cin_err *err)
 {
     if (m->count == 0 || m->broken)
@@ -590,20 +664,106 @@ int merge_write(const merge_state *m, const char *path, cin_err *err)
                            m->broken ? "a model failed half-way through the merge, which is "
                                        "no longer valid"
                                      : "no model has been merged yet");
+    merge_meta *mm = calloc(1, sizeof *mm);
     st_out *outs = calloc(m->n ? (size_t)m->n : 1, sizeof *outs);
-    if (!outs)
-        return cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the tensor list", path);
-    for (int i = 0; i < m->n; i++) {
+    int rc = mm && outs ? 0 : cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the tensor "
+                                          "list", path);
+    for (int i = 0; rc == 0 && i < m->n; i++) {
         outs[i].name = m->t[i].name;
         outs[i].ndim = m->t[i].ndim;
         memcpy(outs[i].shape, m->t[i].shape, sizeof outs[i].shape);
         outs[i].data = m->t[i].merged;
     }
-    char count[16];
-    snprintf(count, sizeof count, "%d", m->count);
-    const char *meta[] = {"cin.merge.method", merge_method_name(m->o.method),
-                          "cin.merge.models", count, NULL};
-    int rc = st_write(path, outs, m->n, meta, err);
+    if (rc == 0) {
+        merge_settings(&m->o, mm);
+        meta_add(mm, "cin.merge.models", "%d", m->count);
+        if (m->o.method == MERGE_OPCM) {
+            meta_add_double(mm, "cin.merge.norm_sum", m->norm_sum);
+            meta_add_double(mm, "cin.merge.lambda_t", m->prev_lambda);
+        }
+        rc = mm->truncated ? cin_err_set(err, CIN_E_INVAL, "%s: the --sum-only and --buffer "
+                                         "patterns exceed %d bytes of metadata", path,
+                                         MERGE_META_LEN - 1)
+                           : st_write(path, outs, m->n, mm->kv, err);
+    }
     free(outs);
+    free(mm);
+    return rc;
+}
+
+/* ---- resuming from a written merge ---- */
+
+static int resume_check_settings(const merge_state *m, const st_file *f, cin_err *err)
+{
+    merge_meta *mm = calloc(1, sizeof *mm);
+    if (!mm)
+        return cin_err_set(err, CIN_E_NOMEM, "no memory");
+    merge_settings(&m->o, mm);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < mm->n; i++) {
+        const char *key = mm->kv[2 * i], *want = mm->kv[2 * i + 1], *got = st_meta(f, key);
+        if (!got)
+            rc = cin_err_set(err, CIN_E_FORMAT, "%s: no metadata '%s': not a merge written by "
+                             "cin-merge with method %s", st_path(f), key,
+                             merge_method_name(m->o.method));
+        else if (strcmp(got, want) != 0)
+            rc = cin_err_set(err, CIN_E_INVAL, "%s: metadata '%s' is '%s' but this merge has "
+                             "'%s'; resume with the options the merge was made with",
+                             st_path(f), key, got, want);
+    }
+    free(mm);
+    return rc;
+}
+
+/* A number of the merge's metadata, finite and > 0. */
+static int resume_number(const st_file *f, const char *key, double *out, cin_err *err)
+{
+    const char *s = st_meta(f, key);
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : 0.0;
+    if (!s || end == s || *end || !(v > 0.0) || !isfinite(v))
+        return cin_err_set(err, CIN_E_FORMAT, "%s: metadata '%s' is %s%s%s, expected a "
+                           "positive number", st_path(f), key, s ? "'" : "missing", s ? s : "",
+                           s ? "'" : "");
+    *out = v;
+    return 0;
+}
+
+static int resume_state(const merge_state *m, const st_file *f, double state[3], cin_err *err)
+{
+    int rc = resume_number(f, "cin.merge.models", &state[0], err);
+    if (rc == 0 && (state[0] != floor(state[0]) || state[0] > INT32_MAX))
+        rc = cin_err_set(err, CIN_E_FORMAT, "%s: metadata 'cin.merge.models' is '%s', "
+                         "expected a whole count", st_path(f), st_meta(f, "cin.merge.models"));
+    state[1] = 0.0;
+    state[2] = 1.0;
+    if (rc == 0 && m->o.method == MERGE_OPCM)
+        rc = resume_number(f, "cin.merge.norm_sum", &state[1], err);
+    if (rc == 0 && m->o.method == MERGE_OPCM)
+        rc = resume_number(f, "cin.merge.lambda_t", &state[2], err);
+    return rc;
+}
+
+int merge_resume(merge_state *m, const char *path, cin_err *err)
+{
+    if (m->count || m->broken)
+        return cin_err_set(err, CIN_E_INVAL, "%s: a merge resumes before its first model",
+                           path);
+    st_file *f;
+    double state[3];
+    int rc = st_open(path, &f, err);
+    if (rc != 0)
+        return rc;
+    rc = resume_check_settings(m, f, err);
+    rc = rc ? rc : merge_check(m, f, err);
+    rc = rc ? rc : resume_state(m, f, state, err);
+    for (int i = 0; rc == 0 && i < m->n; i++)
+        rc = st_read_f32(f, m->t[i].name, m->t[i].ndim, m->t[i].shape, m->t[i].merged, err);
+    if (rc == 0) {
+        m->count = (int)state[0];
+        m->norm_sum = state[1];
+        m->prev_lambda = state[2];
+    }
+    st_close(f);
     return rc;
 }

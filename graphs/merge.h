@@ -86,9 +86,19 @@ int merge_count(const merge_state *m);
 int merge_opcm_stats(const merge_state *m, double *mean_norm, double *lambda, cin_err *err);
 
 /* Writes the current merge to path (atomically, safetensors F32, the base's tensor order) with
- * metadata cin.merge.method and cin.merge.models. CIN_E_INVAL before the first merge_add or
- * after one that failed half-way. */
+ * metadata: cin.merge.method and cin.merge.models, the options that shape the next merge
+ * (cin.merge.alpha, .variant, .project_conv, .sum_only, .lambda, .buffers, as the method uses
+ * them) and OPCM's running state (cin.merge.norm_sum, .lambda_t), so that merge_resume can go
+ * on from it. CIN_E_INVAL before the first merge_add or after one that failed half-way. */
 int merge_write(const merge_state *m, const char *path, cin_err *err);
+
+/* Takes up a merge written by merge_write, on a state just made by merge_create over the same
+ * base with the same options: later models fold in exactly as if the earlier ones had been
+ * added in this state, and merge_count goes on from the file's count. The file must carry
+ * the same settings (CIN_E_INVAL names the key, the file's value and this state's), its state
+ * (CIN_E_FORMAT) and the base's tensors (as merge_add checks them). On error the state is as
+ * merge_create left it. */
+int merge_resume(merge_state *m, const char *path, cin_err *err);
 
 void merge_free(merge_state *m);
 

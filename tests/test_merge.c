@@ -1,7 +1,7 @@
 /* Tests for graphs/merge and cin-merge: the merge after each of 4 sequential models against
  * goldens of tests/ref/opcm.py (checked against fusion_bench's own OPCM, continual task
- * arithmetic and weight average), the diag-kept variant, refused models, and peak resident
- * memory that does not grow with the number of models. */
+ * arithmetic and weight average), the diag-kept variant, refused models, a merge resumed from
+ * its file, and peak resident memory that does not grow with the number of models. */
 #include <CUnit/Basic.h>
 #include <math.h>
 #include <stdint.h>
@@ -323,6 +323,101 @@ static void test_bad_options_and_early_write_are_refused(void)
     merge_free(m);
 }
 
+/* ---- resuming ---- */
+
+/* 1 when the files at a and b hold the same bytes. */
+static int mgt_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *da = tu_read_file(a, &na), *db = tu_read_file(b, &nb);
+    int same = da && db && na == nb && memcmp(da, db, na) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+/* Merges ft_first .. ft_last into m, then writes the merge to out. */
+static void mgt_merge_range(merge_state *m, int first, int last, const char *out)
+{
+    cin_err err = {0};
+    for (int k = first; k <= last; k++)
+        CU_ASSERT_FATAL(merge_add(m, mgt_ft(k), &err) == 0);
+    CU_ASSERT_FATAL(merge_write(m, out, &err) == 0);
+}
+
+/* Models 1-2 in one state, 3-4 in another resumed from the first's file, give the bytes of
+ * models 1-4 in one state: the file holds the merge and OPCM's norm sum and lambda_t exactly. */
+static void mgt_check_resume(const merge_opts *o)
+{
+    const char *whole = tu_tmp_path("whole.safetensors"), *half = tu_tmp_path("half.safetensors");
+    const char *resumed = tu_tmp_path("resumed.safetensors");
+    merge_state *m;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", o, &m, &err) == 0);
+    mgt_merge_range(m, 1, MGT_MODELS, whole);
+    merge_free(m);
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", o, &m, &err) == 0);
+    mgt_merge_range(m, 1, 2, half);
+    merge_free(m);
+
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", o, &m, &err) == 0);
+    CU_ASSERT_EQUAL_FATAL(merge_resume(m, half, &err), 0);
+    CU_ASSERT_EQUAL(merge_count(m), 2);
+    mgt_merge_range(m, 3, MGT_MODELS, resumed);
+    CU_ASSERT_EQUAL(merge_count(m), MGT_MODELS);
+    merge_free(m);
+    if (!mgt_same_file(whole, resumed))
+        fprintf(stderr, "\n  %s: the resumed merge differs\n", merge_method_name(o->method));
+    CU_ASSERT(mgt_same_file(whole, resumed));
+}
+
+static void test_a_resumed_merge_equals_an_uninterrupted_one(void)
+{
+    static const char *const patterns[] = {"head.*"};
+    merge_opts o = merge_opts_default(MERGE_OPCM);
+    mgt_check_resume(&o);
+    o.alpha = 0.8;
+    o.project_conv = 1;
+    o.sum_only = patterns;
+    o.n_sum_only = 1;
+    mgt_check_resume(&o);
+    o = merge_opts_default(MERGE_TASK_ARITHMETIC);
+    mgt_check_resume(&o);
+    o = merge_opts_default(MERGE_AVERAGE);
+    mgt_check_resume(&o);
+}
+
+/* Other options, another method, a file that is no merge: refused naming the key, and the
+ * state still merges as a fresh one. */
+static void test_resuming_with_other_options_is_refused_naming_the_key(void)
+{
+    const char *half = tu_tmp_path("half_opcm.safetensors");
+    merge_opts o = merge_opts_default(MERGE_OPCM);
+    merge_state *m;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+    mgt_merge_range(m, 1, 2, half);
+    merge_free(m);
+
+    o.alpha = 0.8;
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+    CU_ASSERT_EQUAL(merge_resume(m, half, &err), CIN_E_INVAL);
+    CU_ASSERT(mgt_has(err.msg, half, "'cin.merge.alpha' is '0.5'", "has '0.8'"));
+    CU_ASSERT_EQUAL(merge_resume(m, mgt_ft(1), &err), CIN_E_FORMAT);
+    CU_ASSERT(mgt_has(err.msg, "ft_1.safetensors", "no metadata 'cin.merge.method'", NULL));
+    CU_ASSERT_EQUAL(merge_count(m), 0);
+    CU_ASSERT_EQUAL(merge_add(m, mgt_ft(1), &err), 0);
+    CU_ASSERT_EQUAL(merge_count(m), 1);
+    CU_ASSERT_EQUAL(merge_resume(m, half, &err), CIN_E_INVAL); /* only before a first model */
+    merge_free(m);
+
+    o = merge_opts_default(MERGE_AVERAGE);
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+    CU_ASSERT_EQUAL(merge_resume(m, half, &err), CIN_E_INVAL);
+    CU_ASSERT(mgt_has(err.msg, "'cin.merge.method' is 'opcm'", "has 'average'", NULL));
+    merge_free(m);
+}
+
 /* ---- cin-merge ---- */
 
 static const char *mgt_bin(void)
@@ -366,6 +461,30 @@ static void test_cin_merge_writes_the_merge_after_each_model(void)
         snprintf(out, sizeof out, "%s/merged_%d.safetensors", dir, k);
         CU_ASSERT(mgt_err_vs_golden(out, golden, k) <= MGT_TOL);
     }
+    st_close(golden);
+}
+
+/* --resume numbers the merges on from the file's count. */
+static void test_cin_merge_resume_goes_on_numbering_from_the_merge(void)
+{
+    const char *dir = tu_tmp_path("cli_resume");
+    char cmd[1024], out[512];
+    int lines, named;
+    snprintf(cmd, sizeof cmd, "%s --quiet --base " MGT_DIR "base.safetensors --out-dir %s "
+             MGT_DIR "ft_1.safetensors " MGT_DIR "ft_2.safetensors 2>&1", mgt_bin(), dir);
+    CU_ASSERT_EQUAL(mgt_run(cmd, &lines, &named, "", ""), 0);
+    snprintf(cmd, sizeof cmd, "%s --base " MGT_DIR "base.safetensors --out-dir %s --resume "
+             "%s/merged_2.safetensors " MGT_DIR "ft_3.safetensors " MGT_DIR "ft_4.safetensors"
+             " 2>&1", mgt_bin(), dir, dir);
+    CU_ASSERT_EQUAL(mgt_run(cmd, &lines, &named, "4 models", "merged_4"), 0);
+    CU_ASSERT_EQUAL(lines, 2);
+    CU_ASSERT(named);
+
+    st_file *golden;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(st_open(MGT_DIR "opcm.safetensors", &golden, &err) == 0);
+    snprintf(out, sizeof out, "%s/merged_4.safetensors", dir);
+    CU_ASSERT(mgt_err_vs_golden(out, golden, MGT_MODELS) <= MGT_TOL);
     st_close(golden);
 }
 
@@ -526,7 +645,10 @@ int test_merge_register(void)
         MGT_T(test_model_with_an_extra_tensor_is_refused_naming_it),
         MGT_T(test_non_f32_model_is_refused_naming_the_dtype),
         MGT_T(test_bad_options_and_early_write_are_refused),
+        MGT_T(test_a_resumed_merge_equals_an_uninterrupted_one),
+        MGT_T(test_resuming_with_other_options_is_refused_naming_the_key),
         MGT_T(test_cin_merge_writes_the_merge_after_each_model),
+        MGT_T(test_cin_merge_resume_goes_on_numbering_from_the_merge),
         MGT_T(test_cin_merge_refuses_a_bad_model_with_one_line_and_status_1),
         MGT_T(test_cin_merge_peak_memory_is_flat_from_2_to_8_models),
 #undef MGT_T
