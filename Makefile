@@ -76,7 +76,7 @@ $(BUILD)/example: docs/example.c $(BUILD)/libcin.a
 
 test: all $(BUILD)/cin-tests $(BUILD)/example
 	cd tests && CIN_RUN=../$(BUILD)/cin-run CIN_MERGE=../$(BUILD)/cin-merge \
-	    CIN_DERIVE=../$(BUILD)/cin-derive ../$(BUILD)/cin-tests
+	    CIN_DERIVE=../$(BUILD)/cin-derive CIN_BENCH=../$(BUILD)/cin-bench ../$(BUILD)/cin-tests
 	./$(BUILD)/example
 	$(if $(SHARED),@$(MAKE) --no-print-directory check-exports)
 

@@ -3,11 +3,14 @@
  * against the pruned reference model, and bad masks or adapters refused by name.
  * Tolerance: 1e-4 relative. */
 #include <CUnit/CUnit.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+
+#include <jansson.h>
 
 #include "cin.h"
 #include "config.h"
@@ -457,6 +460,48 @@ static void test_cin_derive_with_given_masks_gives_the_reference_model(void)
     CU_ASSERT(dg_steps_error(m, g) <= TOL);
     st_close(g);
     cin_model_free(m);
+}
+
+/* cin-bench --compare times the source X3D-XS and its 50 %-pruned derivative in one run: both
+ * reports, and ratios that are the derived figures over the source's. */
+static void test_cin_bench_compare_reports_both_models_and_their_ratios(void)
+{
+    const char *out = tu_tmp_path("bench_derived.safetensors");
+    const char *yaml = tu_tmp_path("bench_xs.yaml"), *bench = getenv("CIN_BENCH");
+    char args[1024], text[PATH_MAX + 512], cmd[2048];
+    int named;
+    snprintf(args, sizeof args, "--source %s --ratio 0.5 --out %s", dg_source(), out);
+    CU_ASSERT_EQUAL_FATAL(dg_run(args, &named, "inner channels", NULL), 0);
+    char clip[PATH_MAX];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(realpath("media/imageio__realshort.mp4", clip));
+    snprintf(text, sizeof text, "source: {uri: %s}\n" /* required, not read by cin-bench */
+             "model: {arch: x3d, size: xs, weights: %s}\npreprocess: {crop: 64}\n", clip,
+             dg_source());
+    CU_ASSERT_FATAL(tu_write_file(yaml, text, strlen(text)) == 0);
+    snprintf(cmd, sizeof cmd, "%s --json --steps 4 --warmup 0 --clips 1 --compare %s %s",
+             bench ? bench : "../build/cin-bench", out, yaml);
+
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL);
+    CU_ASSERT_EQUAL(pclose(p), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    json_t *src = json_object_get(j, "source"), *der = json_object_get(j, "derived");
+    json_t *ratio = json_object_get(j, "ratio");
+    double ms = json_number_value(json_object_get(src, "macs_step"));
+    double md = json_number_value(json_object_get(der, "macs_step"));
+    double ss = json_number_value(json_object_get(src, "stream_bytes"));
+    double sd = json_number_value(json_object_get(der, "stream_bytes"));
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(der, "path")), out);
+    CU_ASSERT(ms > 0 && md > 0.3 * ms && md < 0.8 * ms); /* inner widths halved */
+    CU_ASSERT(sd > 0 && sd < ss);
+    /* JSON_REAL_PRECISION(6): ratios carry 6 significant digits */
+    CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(ratio, "macs_step")), md / ms,
+                           1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(ratio, "stream_bytes")), sd / ss,
+                           1e-5);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(der, "steps")), 4);
+    json_decref(j);
 }
 
 static void dg_write_one(const char *path, const char *name, int ndim, const int64_t *shape,
@@ -1106,6 +1151,7 @@ int test_derive_register(void)
         DG_T(test_computed_stage_masks_equal_the_reference),
         DG_T(test_slowfast_names_derive_as_pytorchvideo_names),
         DG_T(test_cin_derive_with_given_masks_gives_the_reference_model),
+        DG_T(test_cin_bench_compare_reports_both_models_and_their_ratios),
         DG_T(test_bad_masks_and_adapters_are_refused_naming_the_tensor),
         DG_T(test_masks_disagreeing_across_a_residual_are_refused_naming_both),
         DG_T(test_derived_checkpoint_with_a_wrong_width_is_refused),
