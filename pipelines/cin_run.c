@@ -54,6 +54,7 @@ static void catch_stop_signals(const pipe_config *c)
     for (int i = 0; i < c->n_sinks; i++)
         sinks_part_name(c->sinks[i].path, (long)getpid(), part_files[i], SINKS_PART_MAX);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), as a full disk */
     struct sigaction sa = {.sa_handler = request_stop};
     sigemptyset(&sa.sa_mask);
     sigaddset(&sa.sa_mask, SIGINT);

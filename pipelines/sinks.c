@@ -63,6 +63,14 @@ static int sinks_close_one(sinks *s, int i, cin_err *err)
     return npy_writer_close(s->npy[i], err);
 }
 
+/* Names the failing sink by its key before the message, which names the file written. */
+static int sinks_fail(const sinks *s, int i, int rc, cin_err *err)
+{
+    return err ? cin_err_wrap(err, rc, "%s: sinks[%d] (%s)", s->cfg->path, i,
+                              s->cfg->sinks[i].path)
+               : rc;
+}
+
 static int sinks_open_all(sinks *s, cin_err *err)
 {
     const pipe_config *c = s->cfg;
@@ -125,7 +133,7 @@ int sinks_write(sinks *s, const sink_result *res, const float *row, cin_err *err
             rc = csv_sink_write(s->csv[i], res, err);
         }
         if (rc)
-            return rc;
+            return sinks_fail(s, i, rc, err);
     }
     s->rows++;
     return 0;
@@ -138,7 +146,7 @@ int sinks_tick(sinks *s, double now, cin_err *err)
                  : s->csv[i] ? csv_sink_tick(s->csv[i], now, err)
                              : 0;
         if (rc)
-            return rc;
+            return sinks_fail(s, i, rc, err);
     }
     return 0;
 }
@@ -152,13 +160,13 @@ int sinks_close(sinks *s, int keep, cin_err *err)
         cin_err e = {0};
         int rc = sinks_close_one(s, i, &e);
         const char *part = s->part[i], *path = s->cfg->sinks[i].path;
-        if (!rc && part[0] && keep && rename(part, path) != 0)
-            rc = cin_err_set(&e, CIN_E_IO, "%s: cannot rename %s into place: %s", path, part,
-                             strerror(errno));
-        if (part[0] && (!keep || rc))
+        if (part[0] && keep && rename(part, path) != 0 && !rc)
+            rc = cin_err_set(&e, CIN_E_IO, "%s: cannot rename %s into place, where the "
+                             "results stay: %s", path, part, strerror(errno));
+        else if (part[0] && !keep)
             remove(part);
         if (rc && !first) {
-            first = rc;
+            first = sinks_fail(s, i, rc, &e);
             if (err)
                 *err = e;
         }

@@ -47,7 +47,9 @@ int sinks_write(sinks *s, const sink_result *res, const float *row, cin_err *err
 int sinks_tick(sinks *s, double now, cin_err *err);
 
 /* Closes and frees every sink; their files replace the results they name when keep, and are
- * removed otherwise. Returns the first error (err may be NULL). NULL is allowed. */
+ * removed otherwise. A sink whose writes failed is kept too: a text sink was cut back to its
+ * whole records and an npy sink holds the rows of its last flush, so results already
+ * written are not lost. Returns the first error (err may be NULL). NULL is allowed. */
 int sinks_close(sinks *s, int keep, cin_err *err);
 
 #endif

@@ -557,6 +557,61 @@ static void test_closed_stdout_fails_the_sink_and_keeps_the_others(void)
     CU_ASSERT_NOT_EQUAL(system(pattern), 0);
 }
 
+/* Lines of a JSON-lines file that parse; -1 when the file cannot be read. */
+static int count_json_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int parsed = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        parsed += j != NULL;
+        json_decref(j);
+    }
+    if (f)
+        fclose(f);
+    return f ? parsed : -1;
+}
+
+/* A sink that fills its disk (a 40 KiB file-size limit, the same EFBIG/ENOSPC path) fails the
+ * run naming the sink, and keeps the results it wrote whole; the other sink is complete. */
+static void test_a_full_disk_keeps_the_results_written_whole(void)
+{
+    write_frames(tu_tmp_path("full.npy"), 220, 64);
+    const char *yaml = write_yaml("full.yaml",
+        "source: {type: npy, path: full.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\n"
+        "sinks: [{type: jsonl, path: full.jsonl, flush: 0}, {type: csv, path: full.csv}]\n");
+    const char *bin = getenv("CIN_RUN"), *log = tu_tmp_path("full.log");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash -c 'ulimit -f 40; exec \"%s\" --quiet %s 2>%s'",
+             bin ? bin : "../build/cin-run", yaml, log);
+    int status = system(cmd);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    size_t len;
+    char *msg = (char *)tu_read_file(log, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+    int named = strstr(msg, "sinks[0] (") && strstr(msg, "full.jsonl): ") &&
+                strstr(msg, "File too large");
+    if (!named)
+        fprintf(stderr, "\n  cin-run said: %s\n", msg);
+    CU_ASSERT(named);
+    /* the run halts at the failure; the summary says how many results were handed out */
+    const char *at = strstr(msg, " frames, ");
+    int outputs = -1;
+    CU_ASSERT(at && sscanf(at, " frames, %d outputs", &outputs) == 1);
+    free(msg);
+
+    /* 189 outputs of some 280 bytes would need 52 KB: the limit cuts the file short */
+    int lines = count_lines(tu_tmp_path("full.jsonl"));
+    CU_ASSERT(lines >= 100 && lines < outputs);
+    CU_ASSERT_EQUAL(count_json_lines(tu_tmp_path("full.jsonl")), lines);
+    CU_ASSERT_EQUAL(count_lines(tu_tmp_path("full.csv")), 1 + outputs);
+    char pattern[600];
+    snprintf(pattern, sizeof pattern, "ls %s.part-* >/dev/null 2>&1", tu_tmp_path("full.jsonl"));
+    CU_ASSERT_NOT_EQUAL(system(pattern), 0);
+}
+
 /* An unwritable --stats-json path is refused before the run, not after it. */
 static void test_unwritable_stats_json_is_refused_up_front(void)
 {
@@ -639,6 +694,8 @@ int test_pipeline_register(void)
                          test_unwritable_stats_json_is_refused_up_front) &&
              CU_add_test(s, "closed stdout fails the sink and keeps the others",
                          test_closed_stdout_fails_the_sink_and_keeps_the_others) &&
+             CU_add_test(s, "a full disk keeps the results written whole",
+                         test_a_full_disk_keeps_the_results_written_whole) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;
