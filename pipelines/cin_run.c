@@ -19,40 +19,33 @@
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
-/* Set by SIGINT/SIGTERM: the sources stop, the frames read are stepped, sinks are flushed and
- * closed. A signal handler can only reach static data, so the stop flag and the names of the
- * unfinished sink files are the process's only global state, written before the handlers are
- * installed and only read after. A lock-free atomic may be stored from a handler (C11
+/* Counts SIGINT/SIGTERM: the first stops the sources, the frames read are stepped, the sinks
+ * are flushed and closed; the second leaves the frames still queued and closes the sinks at
+ * once (complete all the same). A signal handler can only reach static data, so this counter
+ * is the process's only global state. A lock-free atomic may be changed from a handler (C11
  * 7.14.1.1) and read by every thread. */
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop counter must be lock-free");
 static atomic_int stop_requested;
-static char part_files[PIPE_MAX_SINKS][SINKS_PART_MAX];
 
-/* The first signal asks for a clean stop. A second ends the process at once, by that signal,
- * after removing the sinks' unfinished files (unlink and raise are async-signal-safe), so
- * that no "<path>.part-<pid>" is left behind; the results files they would have replaced
- * stay as they were. */
+/* After the second signal the default action is back, so a third ends the process at once;
+ * its unfinished results then stay in "<path>.part-<pid>", not lost. */
 static void request_stop(int sig)
 {
-    if (!atomic_exchange(&stop_requested, 1))
+    if (atomic_fetch_add(&stop_requested, 1) == 0)
         return;
-    for (int i = 0; i < PIPE_MAX_SINKS; i++)
-        if (part_files[i][0])
-            unlink(part_files[i]);
     struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(sig == SIGINT ? SIGTERM : SIGINT, &dfl, NULL);
     sigaction(sig, &dfl, NULL);
-    raise(sig);
 }
 
 /* SIGINT or SIGTERM asks for a clean stop: the frames in hand are finished, a source waiting
  * for input (an idle stdin, socket or camera) gives up its wait, and the sinks are closed
- * complete; a second one ends the process at once. No SA_RESTART, so a wait is interrupted.
- * A reader that closes a stdout sink (`cin-run p.yaml | head`) makes the write fail with
- * EPIPE, a sink error like any other, so the other sinks are still closed complete. */
-static void catch_stop_signals(const pipe_config *c)
+ * complete; a second one (or `timeout -s INT`, which signals the process and its group) makes
+ * the stop prompt. No SA_RESTART, so a wait is interrupted. A reader that closes a stdout
+ * sink (`cin-run p.yaml | head`) makes the write fail with EPIPE, a sink error like any
+ * other, so the other sinks are still closed complete. */
+static void catch_stop_signals(void)
 {
-    for (int i = 0; i < c->n_sinks; i++)
-        sinks_part_name(c->sinks[i].path, (long)getpid(), part_files[i], SINKS_PART_MAX);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), as a full disk */
     struct sigaction sa = {.sa_handler = request_stop};
@@ -274,7 +267,7 @@ int main(int argc, char **argv)
     pipe_stats stats;
     pipe_run_opts ro = {.log = log_stderr, .log_level = a.level, .stop = &stop_requested,
                         .status = a.quiet ? NULL : status_line, .status_every = a.status_every};
-    catch_stop_signals(cfg);
+    catch_stop_signals();
     int rc = pipe_run(cfg, &ro, &stats, &err);
     if (rc)
         fprintf(stderr, "cin-run: %s\n", err.msg);

@@ -93,7 +93,8 @@ typedef struct run {
     pthread_cond_t work;        /* a frame was queued or released, a reader ended, a stop */
     pthread_cond_t space;       /* a queue slot was freed, or a stop */
     pthread_cond_t idle;        /* a worker ended */
-    int halt;                   /* a sink failed: everything stops at once */
+    int halt;                   /* a sink failed, or a second stop request: everything
+                                   stops at once, the frames queued are left */
     int stopping;               /* a stop was requested: the readers stop, the queues drain */
     int next_lane;              /* where the workers' round robin starts */
     int workers_running;
@@ -522,9 +523,16 @@ static void *reader_main(void *arg)
 
 /* ---- watching the run (the calling thread) ---- */
 
+/* 0: go on; 1: the readers stop and what was read is stepped; 2 or more: the queued frames
+ * are left too. */
+static int stop_level(const run *r)
+{
+    return r->opts.stop ? atomic_load(r->opts.stop) : 0;
+}
+
 static int stop_requested(const run *r)
 {
-    return r->opts.stop && atomic_load(r->opts.stop);
+    return stop_level(r) > 0;
 }
 
 /* Under r->mu: every reader gives up; what was read is still stepped unless halted. */
@@ -608,6 +616,10 @@ static void watch(run *r, double start)
         pthread_cond_timedwait(&r->idle, &r->mu, &until);
         if ((stop_requested(r) || r->halt) && !r->stopping)
             stop_lanes(r);
+        if (stop_level(r) >= 2 && !r->halt) {
+            r->halt = 1;
+            pthread_cond_broadcast(&r->work);
+        }
         pthread_mutex_unlock(&r->mu);
         tick_sinks(r);
         if (r->opts.status && feed_now_ms() - last >= r->opts.status_every * 1e3)

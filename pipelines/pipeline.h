@@ -62,9 +62,10 @@ typedef struct pipe_run_opts {
     cin_log_fn log;                     /* NULL: silent; called from several threads */
     void *log_user;
     int log_level;
-    const atomic_int *stop;             /* when set non-zero (by a signal handler), the sources
+    const atomic_int *stop;             /* when set to 1 (by a signal handler), the sources
                                            stop, the frames already read are stepped and the
-                                           run ends; NULL: never */
+                                           run ends; at 2 or more, the frames still queued are
+                                           left; NULL: never */
     pipe_status_fn status;              /* called every status_every seconds, from the thread
                                            that called pipe_run; NULL: never */
     void *status_user;

@@ -13,6 +13,8 @@
 #include "jsonl.h"
 #include "npy.h"
 
+#define SINKS_PART_MAX 4096 /* bytes of an unfinished file's name, with its NUL */
+
 struct sinks {
     const pipe_config *cfg;
     jsonl_sink *jsonl[PIPE_MAX_SINKS];      /* one of the three per sink */
@@ -36,7 +38,9 @@ static int sinks_renamed_into_place(const char *path)
     return lstat(path, &st) != 0 || S_ISREG(st.st_mode);
 }
 
-void sinks_part_name(const char *path, long pid, char *buf, size_t cap)
+/* The unfinished file a sink at path is written to by process pid, "<path>.part-<pid>", into
+ * buf; "" for stdout ("-") or a name that does not fit. */
+static void sinks_part_name(const char *path, long pid, char *buf, size_t cap)
 {
     int n = strcmp(path, "-") ? snprintf(buf, cap, "%s.part-%ld", path, pid) : -1;
     if (n < 0 || (size_t)n >= cap)

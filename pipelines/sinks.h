@@ -20,12 +20,6 @@
 
 typedef struct sinks sinks;
 
-#define SINKS_PART_MAX 4096     /* bytes of an unfinished file's name, with its NUL */
-
-/* The name of the unfinished file a sink at path is written to by process pid,
- * "<path>.part-<pid>", into buf; "" for stdout ("-") or a name that does not fit. Whether a
- * sink uses it depends on what path is when it is opened (a regular file or nothing). */
-void sinks_part_name(const char *path, long pid, char *buf, size_t cap);
 
 /* What the results hold. */
 typedef struct sinks_spec {
