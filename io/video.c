@@ -91,11 +91,20 @@ static int video_interrupt(void *opaque)
 }
 
 /* The next blocking call must finish within secs (0: no limit). timed_out stays set: libav
- * may return packets it buffered before the interrupted read and report the error later. */
+ * may return packets it buffered before the interrupted read (RTSP's reordering queue does)
+ * and report the error later. */
 static void video_arm(video_src *v, double secs)
 {
     v->deadline = secs > 0 ? video_now() + secs : 0.0;
     v->armed_for = secs;
+}
+
+/* Arms the read timeout for the next packet, unless it has already run out: the packets
+ * libav still hands out after that do not buy the silent peer another full timeout. */
+static void video_arm_read(video_src *v)
+{
+    if (!v->timed_out)
+        video_arm(v, v->o.read_timeout);
 }
 
 static int video_has_prefix(const char *s, const char *prefix)
@@ -396,7 +405,7 @@ int video_open(const video_opts *o, video_src **out, cin_err *err)
  * draining. A packet the decoder refuses is counted and dropped. */
 static void video_feed(video_src *v)
 {
-    video_arm(v, v->o.read_timeout);
+    video_arm_read(v);
     int r = av_read_frame(v->fmt, v->pkt);
     if (r == AVERROR(EAGAIN))
         return;

@@ -654,6 +654,40 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
             "gave %d results meanwhile ", took, file.between);
 }
 
+/* The real RTSP server frozen mid-stream (SIGSTOP: its connection stays open, silent) ends
+ * the run within read_timeout: the packets libav still holds when the timeout runs out do
+ * not start another one (that took twice the timeout). */
+static void test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeout(void)
+{
+    int port = 20000 + (getpid() + 17) % 20000;
+    char uri[64];
+    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
+    const char *out = tu_tmp_path("rtsp-frozen.jsonl");
+    const char *slog = tu_tmp_path("rtsp-frozen-server.log");
+    const char *yaml = tl_yaml("rtsp-frozen.yaml", uri, "rtsp_transport: tcp, read_timeout: 2, "
+                               "reconnect: false", out);
+    const char *log = tu_tmp_path("rtsp-frozen.log"), *stats = tu_tmp_path("rtsp-frozen.json");
+    pid_t srv = tl_rtsp_start(port, slog);
+    CU_ASSERT_FATAL(srv > 0);
+    pid_t cin = tl_cin_run(yaml, stats, log);
+    char part[512];
+    snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
+    int got = tl_wait_text(part, "\"frame\"", 20);
+    kill(srv, SIGSTOP);
+    double frozen = tl_now();
+    int status = tl_reap(cin, 20);
+    double took = tl_now() - frozen;
+    kill(srv, SIGCONT);
+    tl_reap(srv, 0);
+    CU_ASSERT(got);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    TL_EXPECT_TEXT(log, "no data for 2 s (read timeout)");
+    /* what the server had sent before it froze is read first, so took may pass 2 s a little */
+    CU_ASSERT(took >= 1.5 && took <= 2 + TL_SLACK);
+    fprintf(stderr, "\n    RTSP server frozen mid-stream detected after %.2f s (read_timeout 2) ",
+            took);
+}
+
 /* rtsp_transport reaches libav: RTP over UDP from the same server gives results too. */
 static void test_rtsp_over_udp_transport_gives_results(void)
 {
@@ -706,6 +740,7 @@ int test_live_register(void)
     } tests[] = {
 #define TL_TEST(f) {#f, f}
         TL_TEST(test_frozen_rtsp_server_is_detected_within_the_open_timeout),
+        TL_TEST(test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeout),
         TL_TEST(test_silent_tcp_stream_is_detected_within_the_read_timeout),
         TL_TEST(test_udp_mpegts_sender_that_stops_is_detected),
         TL_TEST(test_hang_up_reconnects_resets_state_then_gives_up),
