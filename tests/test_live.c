@@ -58,23 +58,6 @@ static pid_t tl_spawn(char *const argv[], const char *log)
     _exit(127);
 }
 
-/* Waits up to secs for pid; if it is still running then, kills it. Returns its wait status,
- * or -1 when it had to be killed. */
-static int tl_reap(pid_t pid, double secs)
-{
-    int status = 0;
-    double end = tl_now() + secs;
-    while (tl_now() < end) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-        tl_sleep(0.01);
-    }
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
 /* 1 once the file at path holds text, 0 if it does not within secs. */
 static int tl_wait_text(const char *path, const char *text, double secs)
 {
@@ -291,7 +274,7 @@ static void test_frozen_rtsp_server_is_detected_within_the_open_timeout(void)
                                tu_tmp_path("frozen.jsonl"));
     const char *log = tu_tmp_path("frozen.log"), *stats = tu_tmp_path("frozen.json");
     double t0 = tl_now();
-    int status = tl_reap(tl_cin_run(yaml, stats, log), 1.5 + 10);
+    int status = tu_reap(tl_cin_run(yaml, stats, log), 1.5 + 10);
     double took = tl_now() - t0;
     tl_server_stop(&srv);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
@@ -314,7 +297,7 @@ static void test_silent_tcp_stream_is_detected_within_the_read_timeout(void)
     const char *yaml = tl_yaml("silent.yaml", uri, "read_timeout: 1, reconnect: false",
                                tu_tmp_path("silent.jsonl"));
     const char *log = tu_tmp_path("silent.log"), *stats = tu_tmp_path("silent.json");
-    int status = tl_reap(tl_cin_run(yaml, stats, log), 20);
+    int status = tu_reap(tl_cin_run(yaml, stats, log), 20);
     double after = tl_now() - srv.last_send;
     tl_server_stop(&srv);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
@@ -360,7 +343,7 @@ static void test_udp_mpegts_sender_that_stops_is_detected(void)
     const char *log = tu_tmp_path("udp.log"), *stats = tu_tmp_path("udp.json");
     pid_t pid = tl_cin_run(yaml, stats, log);
     CU_ASSERT_EQUAL_FATAL(pthread_create(&s.thread, NULL, tl_send_udp, &s), 0);
-    int status = tl_reap(pid, 20);
+    int status = tu_reap(pid, 20);
     pthread_join(s.thread, NULL);
     double after = tl_now() - s.last_send;
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
@@ -382,7 +365,7 @@ static void test_hang_up_reconnects_resets_state_then_gives_up(void)
     const char *yaml = tl_yaml("hangup.yaml", uri, "reconnect: {initial: 0.2, max: 0.4, "
                                "attempts: 2}", out);
     const char *log = tu_tmp_path("hangup.log"), *stats = tu_tmp_path("hangup.json");
-    int status = tl_reap(tl_cin_run(yaml, stats, log), 30);
+    int status = tu_reap(tl_cin_run(yaml, stats, log), 30);
     tl_server_stop(&srv);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
     CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 1);
@@ -415,7 +398,7 @@ static void test_sigint_ends_a_reconnect_wait(void)
     int waiting = tl_wait_text(log, "end of stream; reconnecting", 20);
     double t0 = tl_now();
     kill(pid, SIGINT);
-    int status = tl_reap(pid, 10);
+    int status = tu_reap(pid, 10);
     double took = tl_now() - t0;
     tl_server_stop(&srv);
     CU_ASSERT(waiting);
@@ -439,7 +422,7 @@ static void test_sigint_ends_a_blocked_open(void)
     tl_sleep(1.0);
     double t0 = tl_now();
     kill(pid, SIGINT);
-    int status = tl_reap(pid, 10);
+    int status = tu_reap(pid, 10);
     double took = tl_now() - t0;
     tl_server_stop(&srv);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -468,7 +451,7 @@ static void test_a_source_down_at_start_is_waited_for(void)
     snprintf(last, sizeof last, "\"frame\": %d,", TL_TS_FRAMES - 1);
     int done = tl_wait_text(part, last, 20);
     kill(pid, SIGINT);
-    int status = tl_reap(pid, 10);
+    int status = tu_reap(pid, 10);
     tl_server_stop(&srv);
     CU_ASSERT(refused && done);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -502,7 +485,7 @@ static void test_a_frozen_source_does_not_stall_the_others(void)
     /* the clip's last frame, 254, while the other source still waits for its server */
     int done = tl_wait_text(part, "\"frame\": 254,", 30);
     kill(pid, SIGINT);
-    int status = tl_reap(pid, 10);
+    int status = tu_reap(pid, 10);
     tl_server_stop(&srv);
     CU_ASSERT(done);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -578,7 +561,7 @@ static pid_t tl_rtsp_start(int port, const char *log)
     char *argv[] = {"/usr/bin/python3", "rtsp_server.py", p, TL_CLIP, NULL};
     pid_t pid = tl_spawn(argv, log);
     if (pid > 0 && !tl_wait_text(log, "ready", 15)) {
-        tl_reap(pid, 0);
+        tu_reap(pid, 0);
         return -1;
     }
     return pid;
@@ -614,7 +597,7 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     int first = tl_wait_text(part, "\"frame\"", 20);
     int early = tl_wait_text(log, "reconnecting", 0);   /* the server is still up */
 
-    tl_reap(srv, 0);                               /* killed mid-clip */
+    tu_reap(srv, 0);                               /* killed mid-clip */
     double killed = tl_wall();
     int down = tl_wait_text(log, "reconnecting", 10);
     tl_sleep(0.5);
@@ -629,9 +612,9 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
         resumed = tl_frame_jumps(part, "0", &largest) > 0;
 
     kill(cin, SIGINT);
-    int status = tl_reap(cin, 10);
+    int status = tu_reap(cin, 10);
     if (srv > 0)
-        tl_reap(srv, 0);
+        tu_reap(srv, 0);
     CU_ASSERT(first && !early && down && srv > 0 && again);
     CU_ASSERT(resumed);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -675,10 +658,10 @@ static void test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeo
     int got = tl_wait_text(part, "\"frame\"", 20);
     kill(srv, SIGSTOP);
     double frozen = tl_now();
-    int status = tl_reap(cin, 20);
+    int status = tu_reap(cin, 20);
     double took = tl_now() - frozen;
     kill(srv, SIGCONT);
-    tl_reap(srv, 0);
+    tu_reap(srv, 0);
     CU_ASSERT(got);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
     TL_EXPECT_TEXT(log, "no data for 2 s (read timeout)");
@@ -705,8 +688,8 @@ static void test_rtsp_over_udp_transport_gives_results(void)
     snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
     int got = tl_wait_text(part, "\"frame\"", 20);
     kill(cin, SIGINT);
-    int status = tl_reap(cin, 10);
-    tl_reap(srv, 0);
+    int status = tu_reap(cin, 10);
+    tu_reap(srv, 0);
     CU_ASSERT(got);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CU_ASSERT(tl_stat(stats, "outputs") > 0);

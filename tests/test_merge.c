@@ -580,9 +580,8 @@ static double mgt_peak_rss(const char *bin, const char *base, char paths[][64], 
         execv(bin, argv);
         _exit(127);
     }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
+    int status = pid < 0 ? -1 : tu_reap(pid, 120);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return -1;
     size_t len;
     char *text = (char *)tu_read_file(log, &len);

@@ -373,8 +373,8 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
     for (int i = 0; i < 1200 && !(stat(part, &ps) == 0 && ps.st_size > 0); i++)
         usleep(50 * 1000);
     kill(pid, SIGINT);
-    int status;
-    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    int status = tu_reap(pid, 60);
+    CU_ASSERT_FATAL(status != -1);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     int lines = count_lines(tu_tmp_path("sig.jsonl")), ndim;
     CU_ASSERT(lines > 0);
@@ -416,8 +416,8 @@ static void test_second_sigint_leaves_the_queue_and_closes_sinks_complete(void)
     kill(pid, SIGINT);      /* the reader stops; up to 64 queued frames of X3D-L remain */
     usleep(200 * 1000);
     kill(pid, SIGINT);
-    int status;
-    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    int status = tu_reap(pid, 60);
+    CU_ASSERT_FATAL(status != -1);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CU_ASSERT(stat(part, &ps) != 0);
 
@@ -466,19 +466,9 @@ static void test_sigterm_stops_a_source_waiting_for_input(void)
     close(quiet[0]);
     usleep(500 * 1000);             /* let it open the model and wait on its stdin */
     kill(pid, SIGTERM);
-    int status = 0, done = 0;
-    for (int i = 0; i < 200 && !done; i++) {
-        done = waitpid(pid, &status, WNOHANG) == pid;
-        if (!done)
-            usleep(25 * 1000);
-    }
-    if (!done) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
+    int status = tu_reap(pid, 5);
     close(quiet[1]);
-    CU_ASSERT(done);
-    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* --stats-json writes the summary's figures; --status 0.001 --quiet prints no status line. */

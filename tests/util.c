@@ -5,7 +5,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "adjacency.h"
@@ -159,4 +162,25 @@ void tu_skel_free(st_out *t, int n)
         free((char *)t[i].name);
         free((float *)t[i].data);
     }
+}
+
+static double tu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int tu_reap(int pid, double secs)
+{
+    int status = 0;
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (double end = tu_now() + secs; tu_now() < end; nanosleep(&tick, NULL)) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+    }
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
 }

@@ -20,6 +20,11 @@ unsigned char *tu_read_file(const char *path, size_t *len);
 /* Writes len bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
 
+/* Waits up to secs for child pid; if it is still running then, kills it (and its process
+ * group, if it leads one) so that no test outlives its bound. Returns its wait status, or -1
+ * when it had to be killed. */
+int tu_reap(int pid, double secs);
+
 /* The skeleton goldens' input: frames x [3][25][2] (values, NTU joints, persons) drawn in
  * [-1, 1] from the seeded generator under "input", as tests/ref/stgcn.py draws it, laid out as
  * model frames [frames][3][1][2 * 25] (persons side by side). *sum gets the sum of the values
