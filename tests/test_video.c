@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -364,6 +365,32 @@ static void test_every_frame_is_read_including_those_held_in_the_decoder(void)
             fprintf(stderr, "\n%s: %lld frames, expected %lld\n", vt_clips[i].path,
                     (long long)n, (long long)vt_clips[i].frames);
         CU_ASSERT_EQUAL(n, vt_clips[i].frames);
+    }
+}
+
+/* The project's shared media, beside the checkout in development and CI (not in a user's
+ * clone): vtest.avi (msmpeg4v3, 795 frames) is not copied into media/ for its 8 MB. */
+#define VT_SHARED "../../shared/media/video/"
+
+static void test_every_frame_of_the_shared_media_is_read(void)
+{
+    static const struct {
+        const char *name;
+        int64_t frames;
+    } clips[] = {{"opencv-doc__vtest.avi", 795}, {"imageio__realshort.mp4", 36},
+                 {"mimetype__webm.webm", 166}, {"kphotoalbum__movie.avi", 68}};
+    if (access(VT_SHARED, R_OK) != 0) {
+        fprintf(stderr, "\n    no %s beside the checkout: shared clips not read ", VT_SHARED);
+        return;
+    }
+    for (size_t i = 0; i < sizeof clips / sizeof clips[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, VT_SHARED "%s", clips[i].name);
+        int64_t n = vt_count(path, 0);
+        if (n != clips[i].frames)
+            fprintf(stderr, "\n%s: %lld frames, expected %lld\n", path, (long long)n,
+                    (long long)clips[i].frames);
+        CU_ASSERT_EQUAL(n, clips[i].frames);
     }
 }
 
@@ -759,6 +786,62 @@ static void test_timestamps_jumping_back_do_not_stall_sampling(void)
     free(r);
 }
 
+/* Copies the video packets of `in` to `out` (same container type), with the timestamps of
+ * packets `after` and later moved `gap` seconds on: a camera that paused, or lost packets.
+ * Returns 0 on success. */
+static int vt_remux_with_gap(const char *in, const char *out, int after, double gap)
+{
+    AVFormatContext *ic = NULL, *oc = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    int r = pkt ? avformat_open_input(&ic, in, NULL, NULL) : -1;
+    r = r < 0 ? r : avformat_find_stream_info(ic, NULL);
+    r = r < 0 ? r : avformat_alloc_output_context2(&oc, NULL, NULL, out);
+    AVStream *os = r < 0 ? NULL : avformat_new_stream(oc, NULL);
+    r = os ? avcodec_parameters_copy(os->codecpar, ic->streams[0]->codecpar) : -1;
+    if (r >= 0)
+        os->time_base = ic->streams[0]->time_base;
+    r = r < 0 ? r : avio_open(&oc->pb, out, AVIO_FLAG_WRITE);
+    r = r < 0 ? r : avformat_write_header(oc, NULL);
+    for (int n = 0; r >= 0 && av_read_frame(ic, pkt) >= 0; n++) {
+        int64_t shift = n < after ? 0 : av_rescale_q((int64_t)(gap * 1e6), AV_TIME_BASE_Q,
+                                                     ic->streams[0]->time_base);
+        av_packet_rescale_ts(pkt, ic->streams[0]->time_base, os->time_base);
+        pkt->pts += shift;
+        pkt->dts += shift;
+        pkt->stream_index = 0;
+        r = av_interleaved_write_frame(oc, pkt);
+        av_packet_unref(pkt);
+    }
+    r = r < 0 ? r : av_write_trailer(oc);
+    if (oc)
+        avio_closep(&oc->pb);
+    avformat_free_context(oc);
+    avformat_close_input(&ic);
+    av_packet_free(&pkt);
+    return r < 0 ? -1 : 0;
+}
+
+/* A 4 s gap after frame 10 of 20 (25 fps): every frame is still read, and sampling takes the
+ * first frame after the gap and goes on from it, never repeating one to fill the gap. */
+static void test_timestamps_with_a_gap_resume_sampling_after_it(void)
+{
+    vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_GRAY8, 16, 16, 20, 25, 0, 0, 0, {9, 0, 0}};
+    const char *plain = tu_tmp_path("nogap.nut"), *gap = tu_tmp_path("gap.nut");
+    CU_ASSERT_EQUAL_FATAL(vt_write_clip(&c, plain), 0);
+    CU_ASSERT_EQUAL_FATAL(vt_remux_with_gap(plain, gap, 10, 4.0), 0);
+
+    vt_run *r = malloc(sizeof *r);
+    video_opts o = vt_opts(gap, 0, 16, 16);
+    vt_read_all(&o, r);
+    CU_ASSERT_EQUAL(r->frames, 20);
+    CU_ASSERT_DOUBLE_EQUAL(r->info[10].pts - r->info[9].pts, 4.04, 1e-3); /* the gap is there */
+    free(r);
+    vt_check_sampling(gap, 5);    /* frames 0, 5, 10, 15 */
+    CU_ASSERT_EQUAL(vt_count(gap, 5), 4);
+    vt_check_sampling(gap, 12.5); /* every other frame on both sides */
+    CU_ASSERT_EQUAL(vt_count(gap, 12.5), 10);
+}
+
 /* ---- tests: bad input ---- */
 
 /* Worst difference, in 8-bit levels, between a [3][n] frame and a solid colour. */
@@ -1084,6 +1167,7 @@ int test_video_register(void)
     } tests[] = {
 #define VT_TEST(f) {#f, f}
         VT_TEST(test_every_frame_is_read_including_those_held_in_the_decoder),
+        VT_TEST(test_every_frame_of_the_shared_media_is_read),
         VT_TEST(test_frame_info_counts_up_and_pts_increase),
         VT_TEST(test_real_clip_values_are_finite_and_in_normalised_range),
         VT_TEST(test_real_clip_mean_colour_matches_a_direct_conversion),
@@ -1099,6 +1183,7 @@ int test_video_register(void)
         VT_TEST(test_sampling_at_the_source_rate_keeps_every_frame),
         VT_TEST(test_sampling_faster_than_the_source_never_duplicates),
         VT_TEST(test_timestamps_jumping_back_do_not_stall_sampling),
+        VT_TEST(test_timestamps_with_a_gap_resume_sampling_after_it),
         VT_TEST(test_resolution_change_mid_stream_rebuilds_the_scaler),
         VT_TEST(test_rotation_metadata_turns_the_picture_upright),
         VT_TEST(test_missing_file_is_an_io_error_naming_it),
