@@ -98,8 +98,8 @@ static void stream_line(const char *when, const pipe_stream_stats *s, int status
             s->failed ? ", failed" : "", status && s->ended && !s->failed ? ", ended" : "");
 }
 
-/* The one-line summary, and a line per stream when there are several; a run that failed
- * says nothing of why it had no output, as its error line has. */
+/* The one-line summary and a line per stream (its rates, end-to-end latency, drops and
+ * reconnects); a run that failed says nothing of why it had no output, as its error line has. */
 static void summary(const pipe_stats *s, int failed)
 {
     double fps = s->seconds > 0 ? (double)s->frames / s->seconds : 0.0;
@@ -124,7 +124,7 @@ static void summary(const pipe_stats *s, int failed)
         fprintf(stderr, ", %lld persons not normalised (root or bone missing)",
                 (long long)s->unnormalised);
     fputc('\n', stderr);
-    for (int i = 0; s->n_streams > 1 && i < s->n_streams; i++)
+    for (int i = 0; i < s->n_streams; i++)
         stream_line("stream ", &s->stream[i], 0);
     if (s->stopped)
         fprintf(stderr, "cin-run: stopped by signal; results so far are complete\n");
@@ -148,7 +148,7 @@ static void status_line(void *user, const pipe_status *s)
 {
     char when[32];
     (void)user;
-    snprintf(when, sizeof when, "%.0f s: ", s->seconds);
+    snprintf(when, sizeof when, "%.1f s: ", s->seconds);
     for (int i = 0; i < s->n_streams; i++)
         stream_line(when, &s->stream[i], 1);
 }
@@ -233,7 +233,7 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (a[0] != '-' && !c->path) {
             c->path = a;
         } else {
-            fprintf(stderr, "cin-run: bad argument '%s'%s%s%s\n", a, v ? " " : "", v ? v : "",
+            fprintf(stderr, "cin-run: bad argument: %s%s%s%s\n", a, v ? " " : "", v ? v : "",
                     strcmp(a, "--status") == 0 ? " (expected a positive number of seconds)"
                     : strcmp(a, "--log-level") == 0 ? " (expected error, warn, info or debug)"
                                                     : "");
@@ -274,7 +274,7 @@ int main(int argc, char **argv)
     /* what was done before a failure, and what the source held */
     if (!rc || stats.frames > 0 || stats.skipped > 0)
         summary(&stats, rc != 0);
-    if (!rc)
+    if (!rc && a.level >= CIN_LOG_WARN)
         note_seeded(cfg);
     int bad_stats = a.stats_json ? write_stats(a.stats_json, &stats, rc) : 0;
     pipe_config_free(cfg);

@@ -498,6 +498,48 @@ static void test_stats_json_holds_the_summary(void)
     json_decref(j);
 }
 
+/* cin-run's stderr (stdout dropped) for args, and its exit status in *status. */
+static char *run_stderr(const char *args, int *status)
+{
+    const char *bin = getenv("CIN_RUN"), *log = tu_tmp_path("stderr.log");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin ? bin : "../build/cin-run", args,
+             log);
+    int st = system(cmd);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    size_t len;
+    return (char *)tu_read_file(log, &len);
+}
+
+/* The summary has a line for the stream's own figures; the note that seeded weights mean
+ * nothing is a warning, so --log-level error silences it; a bad level is refused. */
+static void test_log_level_and_the_summary_lines(void)
+{
+    write_frames(tu_tmp_path("level.npy"), 33, 64);
+    const char *yaml = write_yaml("level.yaml",
+        "source: {path: level.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\nsinks: [{type: npy, path: level_out.npy}]\n");
+    char args[700];
+    int status;
+    snprintf(args, sizeof args, "--quiet %s", yaml);
+    char *out = run_stderr(args, &status);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT(out && strstr(out, "note: model weights drawn from seed"));
+    CU_ASSERT(out && strstr(out, "cin-run: 33 frames, 2 outputs"));
+    CU_ASSERT(out && strstr(out, "cin-run: stream 0: in ") && strstr(out, "end to end p99"));
+    free(out);
+    snprintf(args, sizeof args, "--quiet --log-level error %s", yaml);
+    out = run_stderr(args, &status);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT(out && !strstr(out, "note:") && strstr(out, "cin-run: 33 frames"));
+    free(out);
+    snprintf(args, sizeof args, "--log-level loud %s", yaml);
+    out = run_stderr(args, &status);
+    CU_ASSERT_EQUAL(status, 2);
+    CU_ASSERT(out && strstr(out, "bad argument: --log-level loud (expected error, warn"));
+    free(out);
+}
+
 /* A CSV sink gets one row per output, the same classes as the JSON-lines sink beside it. */
 static void test_csv_and_jsonl_sinks_carry_the_same_results(void)
 {
@@ -686,6 +728,8 @@ int test_pipeline_register(void)
              CU_add_test(s, "SIGTERM stops a source waiting for input",
                          test_sigterm_stops_a_source_waiting_for_input) &&
              CU_add_test(s, "stats json holds the summary", test_stats_json_holds_the_summary) &&
+             CU_add_test(s, "log level and the summary lines",
+                         test_log_level_and_the_summary_lines) &&
              CU_add_test(s, "csv and jsonl sinks carry the same results",
                          test_csv_and_jsonl_sinks_carry_the_same_results) &&
              CU_add_test(s, "unwritable stats json is refused up front",
