@@ -16,6 +16,7 @@
 #include <libavformat/avformat.h>
 #include <libavutil/dict.h>
 #include <libavutil/display.h>
+#include <libavutil/opt.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 
@@ -236,6 +237,20 @@ static int video_input_options(const video_src *v, AVDictionary **d, const AVInp
     return r;
 }
 
+/* A device demuxer's options are checked against its class before the device is opened, so
+ * a name it does not take is found even where the device is missing. */
+static int video_check_device_options(const video_src *v, const AVInputFormat *fmt,
+                                      const AVDictionary *d, cin_err *err)
+{
+    const AVDictionaryEntry *e = NULL;
+    while (fmt && fmt->priv_class && (e = av_dict_get(d, "", e, AV_DICT_IGNORE_SUFFIX))) {
+        if (!av_opt_find((void *)&fmt->priv_class, e->key, NULL, 0, AV_OPT_SEARCH_FAKE_OBJ))
+            return cin_err_set(err, CIN_E_INVAL, "%s: the %s demuxer does not take option %s",
+                               v->uri, fmt->name, e->key);
+    }
+    return 0;
+}
+
 /* Opens the demuxer with the interrupt callback in place and every option consumed. */
 static int video_open_demuxer(video_src *v, cin_err *err)
 {
@@ -249,6 +264,10 @@ static int video_open_demuxer(video_src *v, cin_err *err)
         av_dict_free(&d);
         return cin_err_set(err, CIN_E_UNSUPPORTED, "%s: this libavdevice has no video4linux2 "
                            "input", v->uri);
+    }
+    if (video_check_device_options(v, fmt, d, err) < 0) {
+        av_dict_free(&d);
+        return CIN_E_INVAL;
     }
     v->fmt->interrupt_callback = (AVIOInterruptCB){video_interrupt, v};
     int r = avformat_open_input(&v->fmt, v->uri, fmt, &d);

@@ -671,6 +671,81 @@ static void test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeo
             took);
 }
 
+/* The MPEG-TS clip served over HTTP by Python's http.server (which takes no Range requests,
+ * so an MP4 with its index at the end could not be read): every frame is read, and with
+ * `reconnect: false` the source ends at the end of the file (a live http source would read
+ * it again). */
+static void test_http_source_reads_every_frame(void)
+{
+    int port = 20000 + (getpid() + 23) % 20000;
+    char p[16], uri[128];
+    snprintf(p, sizeof p, "%d", port);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", tu_tmp_path("."));
+    char *argv[] = {"/usr/bin/python3", "-u", "-m", "http.server", p, "--bind", "127.0.0.1",
+                    "--directory", dir, NULL};
+    const char *slog = tu_tmp_path("http-server.log");
+    pid_t srv = tl_spawn(argv, slog);
+    CU_ASSERT_FATAL(srv > 0);
+    int up = tl_wait_text(slog, "Serving HTTP", 15);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/clip.ts", port);
+    const char *yaml = tl_yaml("http.yaml", uri, "read_timeout: 5, reconnect: false",
+                               tu_tmp_path("http.jsonl"));
+    const char *log = tu_tmp_path("http.log"), *stats = tu_tmp_path("http.json");
+    int status = tu_reap(tl_cin_run(yaml, stats, log), 30);
+    tu_reap(srv, 0);
+    CU_ASSERT(up);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(tl_stat(stats, "frames"), TL_TS_FRAMES);
+    CU_ASSERT_EQUAL(tl_stat(stats, "outputs"), TL_TS_FRAMES - 31);
+}
+
+/* An SRT listener, made here with libavformat's srt protocol, sends the MPEG-TS clip once in
+ * real time and closes: cin-run connects as the caller, reads every frame and ends. */
+typedef struct tl_srt {
+    int port, ok;
+    pthread_t thread;
+} tl_srt;
+
+static void *tl_send_srt(void *arg)
+{
+    tl_srt *s = arg;
+    char url[128];
+    snprintf(url, sizeof url, "srt://127.0.0.1:%d?mode=listener&listen_timeout=15000000",
+             s->port);
+    AVIOContext *pb = NULL;
+    if (avio_open(&pb, url, AVIO_FLAG_WRITE) < 0)
+        return NULL;
+    double gap = tl_gap();
+    for (size_t off = 0; off < tl_ts_len; off += TL_DATAGRAM) {
+        size_t n = tl_ts_len - off < TL_DATAGRAM ? tl_ts_len - off : TL_DATAGRAM;
+        avio_write(pb, tl_ts + off, (int)n);
+        avio_flush(pb);
+        tl_sleep(gap);
+    }
+    s->ok = pb->error == 0;
+    tl_sleep(0.5); /* let the last packets reach the caller before the close */
+    avio_closep(&pb);
+    return NULL;
+}
+
+static void test_srt_caller_reads_every_frame_of_a_listener(void)
+{
+    tl_srt s = {.port = 20000 + (getpid() + 29) % 20000};
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&s.thread, NULL, tl_send_srt, &s), 0);
+    char uri[128];
+    snprintf(uri, sizeof uri, "srt://127.0.0.1:%d?mode=caller", s.port);
+    const char *yaml = tl_yaml("srt.yaml", uri, "open_timeout: 10, read_timeout: 2, "
+                               "reconnect: false", tu_tmp_path("srt.jsonl"));
+    const char *log = tu_tmp_path("srt.log"), *stats = tu_tmp_path("srt.json");
+    int status = tu_reap(tl_cin_run(yaml, stats, log), 30);
+    pthread_join(s.thread, NULL);
+    CU_ASSERT(s.ok);
+    CU_ASSERT(status != -1 && WIFEXITED(status));
+    CU_ASSERT_EQUAL(tl_stat(stats, "frames"), TL_TS_FRAMES);
+    CU_ASSERT_EQUAL(tl_stat(stats, "outputs"), TL_TS_FRAMES - 31);
+}
+
 /* rtsp_transport reaches libav: RTP over UDP from the same server gives results too. */
 static void test_rtsp_over_udp_transport_gives_results(void)
 {
@@ -724,6 +799,8 @@ int test_live_register(void)
 #define TL_TEST(f) {#f, f}
         TL_TEST(test_frozen_rtsp_server_is_detected_within_the_open_timeout),
         TL_TEST(test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeout),
+        TL_TEST(test_http_source_reads_every_frame),
+        TL_TEST(test_srt_caller_reads_every_frame_of_a_listener),
         TL_TEST(test_silent_tcp_stream_is_detected_within_the_read_timeout),
         TL_TEST(test_udp_mpegts_sender_that_stops_is_detected),
         TL_TEST(test_hang_up_reconnects_resets_state_then_gives_up),

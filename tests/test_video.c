@@ -1110,6 +1110,9 @@ static void test_live_options_are_checked_before_opening(void)
 
 /* No camera here: a V4L2 uri with every device option goes to libavdevice's video4linux2
  * demuxer, which finds no device and says so. */
+/* With size, rate and pixel format set: their option names are checked against libavdevice's
+ * video4linux2 demuxer before the device is opened, so reaching the missing device shows
+ * that the demuxer takes every one of them. */
 static void test_missing_v4l2_device_is_an_io_error_naming_it(void)
 {
     video_opts o = vt_opts("/dev/video9", 0, 16, 16);
