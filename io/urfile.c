@@ -179,6 +179,8 @@ int urfile_append(urfile *f, const void *data, size_t n, cin_err *err)
         p += take;
         n -= take;
     }
+    if (f->flush_every == 0 && f->busy < 0)
+        urfile_rotate(f); /* at once, as no write is in flight: the caller never waits */
     return f->failed ? urfile_error(f, err) : 0;
 }
 

@@ -36,7 +36,8 @@
 typedef struct urfile urfile;
 
 /* Creates (truncates) path, or writes to stdout for "-". flush_every (seconds, >= 0) is the
- * longest a record may wait in a buffer when urfile_tick is called; 0 submits at every tick.
+ * longest a record may wait in a buffer when urfile_tick is called; 0 submits each append at
+ * once when no write is in flight, else with the next append or tick.
  * Errors: CIN_E_IO (cannot open, no io_uring), CIN_E_NOMEM, CIN_E_INVAL. */
 int urfile_open(const char *path, double flush_every, urfile **out, cin_err *err);
 

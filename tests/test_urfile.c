@@ -86,6 +86,19 @@ static void test_ticks_write_records_once_the_interval_has_passed(void)
     CU_ASSERT_EQUAL(urfile_close(f, NULL), 0);
 }
 
+/* With a flush interval of 0 a record is submitted by the append itself, without a tick. */
+static void test_flush_interval_zero_writes_each_record_at_once(void)
+{
+    const char *path = tu_tmp_path("now.txt");
+    urfile *f;
+    CU_ASSERT_EQUAL_FATAL(urfile_open(path, 0.0, &f, NULL), 0);
+    CU_ASSERT_EQUAL(urfile_append(f, "one\n", 4, NULL), 0);
+    for (int i = 0; i < 200 && size_of(path) < 4; i++)
+        usleep(5 * 1000);
+    CU_ASSERT_EQUAL(size_of(path), 4);
+    CU_ASSERT_EQUAL(urfile_close(f, NULL), 0);
+}
+
 static void expect_write_failure(const char *path, const char *reason)
 {
     urfile *f;
@@ -137,6 +150,8 @@ int test_urfile_register(void)
                          test_a_record_longer_than_a_buffer_is_written_intact) &&
              CU_add_test(s, "ticks write records once the interval has passed",
                          test_ticks_write_records_once_the_interval_has_passed) &&
+             CU_add_test(s, "flush interval zero writes each record at once",
+                         test_flush_interval_zero_writes_each_record_at_once) &&
              CU_add_test(s, "a full disk is reported and stays reported",
                          test_a_full_disk_is_reported_and_stays_reported) &&
              CU_add_test(s, "a closed pipe is reported", test_a_closed_pipe_is_reported) &&
