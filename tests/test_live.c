@@ -121,37 +121,6 @@ static json_int_t tl_stat(const char *stats, const char *key)
 static unsigned char *tl_ts;
 static size_t tl_ts_len;
 
-/* The clip's first TL_TS_FRAMES video packets, stream-copied into an MPEG-TS file. */
-static int tl_remux(const char *in, const char *out)
-{
-    AVFormatContext *ic = NULL, *oc = NULL;
-    AVPacket *pkt = av_packet_alloc();
-    int r = pkt ? avformat_open_input(&ic, in, NULL, NULL) : -1;
-    r = r < 0 ? r : avformat_find_stream_info(ic, NULL);
-    int s = r < 0 ? -1 : av_find_best_stream(ic, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
-    r = s < 0 ? -1 : avformat_alloc_output_context2(&oc, NULL, "mpegts", out);
-    AVStream *os = r < 0 ? NULL : avformat_new_stream(oc, NULL);
-    r = os ? avcodec_parameters_copy(os->codecpar, ic->streams[s]->codecpar) : -1;
-    r = r < 0 ? r : avio_open(&oc->pb, out, AVIO_FLAG_WRITE);
-    r = r < 0 ? r : avformat_write_header(oc, NULL);
-    for (int n = 0; r >= 0 && n < TL_TS_FRAMES && av_read_frame(ic, pkt) >= 0;) {
-        if (pkt->stream_index == s) {
-            av_packet_rescale_ts(pkt, ic->streams[s]->time_base, os->time_base);
-            pkt->stream_index = 0;
-            r = av_interleaved_write_frame(oc, pkt);
-            n++;
-        }
-        av_packet_unref(pkt);
-    }
-    r = r < 0 ? r : av_write_trailer(oc);
-    if (oc)
-        avio_closep(&oc->pb);
-    avformat_free_context(oc);
-    avformat_close_input(&ic);
-    av_packet_free(&pkt);
-    return r < 0 ? -1 : 0;
-}
-
 /* ---- a TCP server thread that serves the TS, then goes silent or hangs up ---- */
 
 typedef struct tl_server {
@@ -637,34 +606,53 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
             "gave %d results meanwhile ", took, file.between);
 }
 
+/* One cin-run on the real RTSP server, up to its first result. */
+typedef struct tl_rtsp {
+    pid_t srv, cin;
+    int got;                    /* a result arrived within 20 s */
+    const char *log, *stats;    /* cin-run's stderr and --stats-json */
+} tl_rtsp;
+
+/* Starts the server on its own port (from port_salt) and cin-run on it, the source with
+ * `keys`; files are named after `name`. Waits for cin-run's first result. */
+static void tl_rtsp_until_result(tl_rtsp *t, const char *name, int port_salt, const char *keys)
+{
+    int port = 20000 + (getpid() + port_salt) % 20000;
+    char uri[64], file[64], part[512];
+    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
+    snprintf(file, sizeof file, "%s.jsonl", name);
+    const char *out = tu_tmp_path(file);
+    snprintf(file, sizeof file, "%s.yaml", name);
+    const char *yaml = tl_yaml(file, uri, keys, out);
+    snprintf(file, sizeof file, "%s-server.log", name);
+    t->srv = tl_rtsp_start(port, tu_tmp_path(file));
+    CU_ASSERT_FATAL(t->srv > 0);
+    snprintf(file, sizeof file, "%s.log", name);
+    t->log = tu_tmp_path(file);
+    snprintf(file, sizeof file, "%s.json", name);
+    t->stats = tu_tmp_path(file);
+    t->cin = tl_cin_run(yaml, t->stats, t->log);
+    snprintf(part, sizeof part, "%s.part-%ld", out, (long)t->cin);
+    t->got = tl_wait_text(part, "\"frame\"", 20);
+}
+
 /* The real RTSP server frozen mid-stream (SIGSTOP: its connection stays open, silent) ends
  * the run within read_timeout: the packets libav still holds when the timeout runs out do
  * not start another one (that took twice the timeout). */
 static void test_rtsp_server_frozen_mid_stream_is_detected_within_the_read_timeout(void)
 {
-    int port = 20000 + (getpid() + 17) % 20000;
-    char uri[64];
-    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
-    const char *out = tu_tmp_path("rtsp-frozen.jsonl");
-    const char *slog = tu_tmp_path("rtsp-frozen-server.log");
-    const char *yaml = tl_yaml("rtsp-frozen.yaml", uri, "rtsp_transport: tcp, read_timeout: 2, "
-                               "reconnect: false", out);
-    const char *log = tu_tmp_path("rtsp-frozen.log"), *stats = tu_tmp_path("rtsp-frozen.json");
-    pid_t srv = tl_rtsp_start(port, slog);
-    CU_ASSERT_FATAL(srv > 0);
-    pid_t cin = tl_cin_run(yaml, stats, log);
-    char part[512];
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
-    int got = tl_wait_text(part, "\"frame\"", 20);
-    kill(srv, SIGSTOP);
+    tl_rtsp t;
+    tl_rtsp_until_result(&t, "rtsp-frozen", 17, "rtsp_transport: tcp, read_timeout: 2, "
+                         "reconnect: false");
+    kill(t.srv, SIGSTOP);
     double frozen = tl_now();
-    int status = tu_reap(cin, 20);
+    int status = tu_reap(t.cin, 20);
     double took = tl_now() - frozen;
-    kill(srv, SIGCONT);
-    tu_reap(srv, 0);
-    CU_ASSERT(got);
+    kill(t.srv, SIGCONT);
+    tu_reap(t.srv, 0);
+    CU_ASSERT(t.got);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
-    TL_EXPECT_TEXT(log, "no data for 2 s (read timeout)");
+    TL_EXPECT_TEXT(t.log, "no data for 2 s (read timeout)");
     /* what the server had sent before it froze is read first, so took may pass 2 s a little */
     CU_ASSERT(took >= 1.5 && took <= 2 + TL_SLACK);
     fprintf(stderr, "\n    RTSP server frozen mid-stream detected after %.2f s (read_timeout 2) ",
@@ -749,26 +737,15 @@ static void test_srt_caller_reads_every_frame_of_a_listener(void)
 /* rtsp_transport reaches libav: RTP over UDP from the same server gives results too. */
 static void test_rtsp_over_udp_transport_gives_results(void)
 {
-    int port = 20000 + (getpid() + 13) % 20000;
-    char uri[64];
-    snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
-    const char *out = tu_tmp_path("rtsp-udp.jsonl"), *slog = tu_tmp_path("rtsp-udp-server.log");
-    const char *yaml = tl_yaml("rtsp-udp.yaml", uri, "rtsp_transport: udp, reconnect: false",
-                               out);
-    const char *log = tu_tmp_path("rtsp-udp.log"), *stats = tu_tmp_path("rtsp-udp.json");
-    pid_t srv = tl_rtsp_start(port, slog);
-    CU_ASSERT_FATAL(srv > 0);
-    pid_t cin = tl_cin_run(yaml, stats, log);
-    char part[512];
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
-    int got = tl_wait_text(part, "\"frame\"", 20);
-    kill(cin, SIGINT);
-    int status = tu_reap(cin, 10);
-    tu_reap(srv, 0);
-    CU_ASSERT(got);
+    tl_rtsp t;
+    tl_rtsp_until_result(&t, "rtsp-udp", 13, "rtsp_transport: udp, reconnect: false");
+    kill(t.cin, SIGINT);
+    int status = tu_reap(t.cin, 10);
+    tu_reap(t.srv, 0);
+    CU_ASSERT(t.got);
     CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CU_ASSERT(tl_stat(stats, "outputs") > 0);
-    CU_ASSERT_EQUAL(tl_stat(stats, "reconnects"), 0);
+    CU_ASSERT(tl_stat(t.stats, "outputs") > 0);
+    CU_ASSERT_EQUAL(tl_stat(t.stats, "reconnects"), 0);
 }
 
 static int tl_setup(void)
@@ -776,7 +753,7 @@ static int tl_setup(void)
     av_log_set_level(AV_LOG_QUIET);
     signal(SIGPIPE, SIG_IGN);
     const char *path = tu_tmp_path("clip.ts");
-    if (tl_remux(TL_CLIP, path) != 0 || !(tl_ts = tu_read_file(path, &tl_ts_len)))
+    if (tu_remux_video(TL_CLIP, path, TL_TS_FRAMES, -1, 0) != 0 || !(tl_ts = tu_read_file(path, &tl_ts_len)))
         return -1;
     return 0;
 }

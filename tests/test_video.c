@@ -786,41 +786,6 @@ static void test_timestamps_jumping_back_do_not_stall_sampling(void)
     free(r);
 }
 
-/* Copies the video packets of `in` to `out` (same container type), with the timestamps of
- * packets `after` and later moved `gap` seconds on: a camera that paused, or lost packets.
- * Returns 0 on success. */
-static int vt_remux_with_gap(const char *in, const char *out, int after, double gap)
-{
-    AVFormatContext *ic = NULL, *oc = NULL;
-    AVPacket *pkt = av_packet_alloc();
-    int r = pkt ? avformat_open_input(&ic, in, NULL, NULL) : -1;
-    r = r < 0 ? r : avformat_find_stream_info(ic, NULL);
-    r = r < 0 ? r : avformat_alloc_output_context2(&oc, NULL, NULL, out);
-    AVStream *os = r < 0 ? NULL : avformat_new_stream(oc, NULL);
-    r = os ? avcodec_parameters_copy(os->codecpar, ic->streams[0]->codecpar) : -1;
-    if (r >= 0)
-        os->time_base = ic->streams[0]->time_base;
-    r = r < 0 ? r : avio_open(&oc->pb, out, AVIO_FLAG_WRITE);
-    r = r < 0 ? r : avformat_write_header(oc, NULL);
-    for (int n = 0; r >= 0 && av_read_frame(ic, pkt) >= 0; n++) {
-        int64_t shift = n < after ? 0 : av_rescale_q((int64_t)(gap * 1e6), AV_TIME_BASE_Q,
-                                                     ic->streams[0]->time_base);
-        av_packet_rescale_ts(pkt, ic->streams[0]->time_base, os->time_base);
-        pkt->pts += shift;
-        pkt->dts += shift;
-        pkt->stream_index = 0;
-        r = av_interleaved_write_frame(oc, pkt);
-        av_packet_unref(pkt);
-    }
-    r = r < 0 ? r : av_write_trailer(oc);
-    if (oc)
-        avio_closep(&oc->pb);
-    avformat_free_context(oc);
-    avformat_close_input(&ic);
-    av_packet_free(&pkt);
-    return r < 0 ? -1 : 0;
-}
-
 /* A 4 s gap after frame 10 of 20 (25 fps): every frame is still read, and sampling takes the
  * first frame after the gap and goes on from it, never repeating one to fill the gap. */
 static void test_timestamps_with_a_gap_resume_sampling_after_it(void)
@@ -828,7 +793,7 @@ static void test_timestamps_with_a_gap_resume_sampling_after_it(void)
     vt_clip c = {AV_CODEC_ID_RAWVIDEO, AV_PIX_FMT_GRAY8, 16, 16, 20, 25, 0, 0, 0, {9, 0, 0}};
     const char *plain = tu_tmp_path("nogap.nut"), *gap = tu_tmp_path("gap.nut");
     CU_ASSERT_EQUAL_FATAL(vt_write_clip(&c, plain), 0);
-    CU_ASSERT_EQUAL_FATAL(vt_remux_with_gap(plain, gap, 10, 4.0), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_remux_video(plain, gap, 0, 10, 4.0), 0);
 
     vt_run *r = malloc(sizeof *r);
     video_opts o = vt_opts(gap, 0, 16, 16);

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libavformat/avformat.h>
+
 #include "adjacency.h"
 #include "seeded.h"
 
@@ -183,4 +185,52 @@ int tu_reap(int pid, double secs)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return -1;
+}
+
+/* One packet of the video stream, rescaled to the output and moved `shift` (output ticks). */
+static int tu_copy_packet(AVFormatContext *oc, AVPacket *pkt, AVRational from, int64_t shift)
+{
+    AVRational to = oc->streams[0]->time_base;
+    av_packet_rescale_ts(pkt, from, to);
+    if (pkt->pts != AV_NOPTS_VALUE)
+        pkt->pts += shift;
+    if (pkt->dts != AV_NOPTS_VALUE)
+        pkt->dts += shift;
+    pkt->stream_index = 0;
+    return av_interleaved_write_frame(oc, pkt);
+}
+
+int tu_remux_video(const char *in, const char *out, int max_packets, int gap_after,
+                   double gap_secs)
+{
+    AVFormatContext *ic = NULL, *oc = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    int r = pkt ? avformat_open_input(&ic, in, NULL, NULL) : -1;
+    r = r < 0 ? r : avformat_find_stream_info(ic, NULL);
+    int s = r < 0 ? -1 : av_find_best_stream(ic, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+    r = s < 0 ? -1 : avformat_alloc_output_context2(&oc, NULL, NULL, out);
+    AVStream *os = r < 0 ? NULL : avformat_new_stream(oc, NULL);
+    r = os ? avcodec_parameters_copy(os->codecpar, ic->streams[s]->codecpar) : -1;
+    if (r >= 0)
+        os->time_base = ic->streams[s]->time_base;
+    r = r < 0 ? r : avio_open(&oc->pb, out, AVIO_FLAG_WRITE);
+    r = r < 0 ? r : avformat_write_header(oc, NULL);
+    int64_t gap = r < 0 ? 0 : av_rescale_q((int64_t)(gap_secs * 1e6), AV_TIME_BASE_Q,
+                                           os->time_base);
+    for (int n = 0; r >= 0 && (max_packets <= 0 || n < max_packets) &&
+                    av_read_frame(ic, pkt) >= 0;) {
+        if (pkt->stream_index == s) {
+            r = tu_copy_packet(oc, pkt, ic->streams[s]->time_base,
+                               gap_after >= 0 && n >= gap_after ? gap : 0);
+            n++;
+        }
+        av_packet_unref(pkt);
+    }
+    r = r < 0 ? r : av_write_trailer(oc);
+    if (oc)
+        avio_closep(&oc->pb);
+    avformat_free_context(oc);
+    avformat_close_input(&ic);
+    av_packet_free(&pkt);
+    return r < 0 ? -1 : 0;
 }

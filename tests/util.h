@@ -25,6 +25,12 @@ int tu_write_file(const char *path, const void *data, size_t len);
  * when it had to be killed. */
 int tu_reap(int pid, double secs);
 
+/* Copies the video stream of `in` to `out` (container from its name) without decoding: the
+ * first max_packets packets (<= 0: all), those from packet gap_after on (< 0: none) moved
+ * gap_secs later. Returns 0 on success. */
+int tu_remux_video(const char *in, const char *out, int max_packets, int gap_after,
+                   double gap_secs);
+
 /* The skeleton goldens' input: frames x [3][25][2] (values, NTU joints, persons) drawn in
  * [-1, 1] from the seeded generator under "input", as tests/ref/stgcn.py draws it, laid out as
  * model frames [frames][3][1][2 * 25] (persons side by side). *sum gets the sum of the values
