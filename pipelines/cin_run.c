@@ -28,7 +28,8 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop counter must be lock-free");
 static atomic_int stop_requested;
 
 /* After the second signal the default action is back, so a third ends the process at once;
- * its unfinished results then stay in "<path>.part-<pid>", not lost. */
+ * its unfinished results then stay where they were written ("<path>.part-<pid>" for a sink
+ * that replaces its file), not lost. */
 static void request_stop(int sig)
 {
     if (atomic_fetch_add(&stop_requested, 1) == 0)

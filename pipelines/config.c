@@ -88,7 +88,7 @@ static const char *const pcfg_activations[] = {"relu", "gelu", NULL};
 static const char *const pcfg_pos_kinds[] = {"none", "learned", "sinusoidal", NULL};
 static const char *const pcfg_first_layers[] = {"retroactive", "regular", NULL};
 static const char *const pcfg_post_keys[] = {"softmax", "topk", "labels", NULL};
-static const char *const pcfg_sink_keys[] = {"type", "path", "flush", NULL};
+static const char *const pcfg_sink_keys[] = {"type", "path", "flush", "replace", NULL};
 
 /* Indexed by the pipe_* enums. */
 static const char *const pcfg_source_types[] = {"video", "npy", "features", "skeleton", NULL};
@@ -1089,8 +1089,27 @@ static int pcfg_parse_flush(const pcfg_map *m, pipe_sink *sink)
     return rc;
 }
 
-/* One list item of sinks, named name ("sinks[0]"). */
-static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, pipe_sink *sink)
+/* A source that does not end by itself: live video (a camera, a network stream), or rows
+ * from stdin or a socket. Its results are followed while they come, so sinks default to
+ * writing in place. */
+static int pcfg_never_ends(const pipe_source *s)
+{
+    int rows = s->type == PIPE_SOURCE_FEATURES || s->type == PIPE_SOURCE_SKELETON;
+    return pcfg_is_live(s) ||
+           (rows && s->uri && (strcmp(s->uri, "-") == 0 || lines_uri_is_socket(s->uri)));
+}
+
+static int pcfg_any_never_ends(const pipe_config *c)
+{
+    for (int i = 0; i < c->n_sources; i++)
+        if (pcfg_never_ends(&c->sources[i]))
+            return 1;
+    return 0;
+}
+
+/* One list item of sinks, named name ("sinks[0]"); live: a source never ends by itself. */
+static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, int live,
+                           pipe_sink *sink)
 {
     char field[PCFG_FIELD_MAX];
     pcfg_map m = {ctx, v, name};
@@ -1118,6 +1137,8 @@ static int pcfg_parse_sink(pcfg_ctx *ctx, yaml_node_t *v, const char *name, pipe
     if (to_stdout && type == PIPE_SINK_NPY)
         return pcfg_expected(ctx, path, field, "a file path (npy cannot go to stdout)");
     rc = pcfg_parse_flush(&m, sink);
+    sink->replace = !live;
+    rc = rc ? rc : pcfg_get_bool(&m, "replace", &sink->replace);
     if (rc || !to_stdout)
         return rc ? rc : pcfg_get_str(&m, "path", 1, &sink->path);
     sink->path = strdup("-");
@@ -1130,7 +1151,7 @@ static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
     yaml_node_t *v = pcfg_find(top, "sinks");
     if (!v) {
         c->n_sinks = 1;
-        c->sinks[0] = (pipe_sink){PIPE_SINK_JSONL, strdup("-"), PIPE_DEFAULT_FLUSH};
+        c->sinks[0] = (pipe_sink){PIPE_SINK_JSONL, strdup("-"), PIPE_DEFAULT_FLUSH, 0};
         return c->sinks[0].path ? 0 : pcfg_nomem(top->ctx);
     }
     if (v->type != YAML_SEQUENCE_NODE)
@@ -1143,7 +1164,7 @@ static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
         snprintf(name, sizeof name, "sinks[%d]", i);
         c->n_sinks = i + 1;
         yaml_node_t *item = pcfg_node(top->ctx, v->data.sequence.items.start[i]);
-        int rc = pcfg_parse_sink(top->ctx, item, name, &c->sinks[i]);
+        int rc = pcfg_parse_sink(top->ctx, item, name, pcfg_any_never_ends(c), &c->sinks[i]);
         if (rc)
             return rc;
     }

@@ -54,6 +54,9 @@ typedef struct pipe_sink {
     pipe_sink_type type;
     char *path;                 /* resolved; "-" = stdout (jsonl and csv) */
     double flush;               /* jsonl, csv: longest wait in the write buffer, seconds */
+    int replace;                /* 1: written aside and renamed over path at the end (the
+                                   default when every source ends by itself); 0: written at
+                                   path as results come (when a source is live) */
 } pipe_sink;
 
 /* Every path below is resolved against the directory of the YAML file, except absolute

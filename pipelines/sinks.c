@@ -27,15 +27,15 @@ struct sinks {
     sinks_spec spec;
 };
 
-/* Results go to a .part file renamed over `path` only where `path` is a regular file or
- * nothing yet; stdout, a FIFO, a device or a symbolic link is written in place, never
- * replaced. */
-static int sinks_renamed_into_place(const char *path)
+/* Results of a sink that replaces its file go to a .part file renamed over `path` only where
+ * `path` is a regular file or nothing yet; stdout, a FIFO, a device or a symbolic link is
+ * written in place, never replaced. */
+static int sinks_renamed_into_place(const pipe_sink *k)
 {
     struct stat st;
-    if (strcmp(path, "-") == 0)
+    if (!k->replace || strcmp(k->path, "-") == 0)
         return 0;
-    return lstat(path, &st) != 0 || S_ISREG(st.st_mode);
+    return lstat(k->path, &st) != 0 || S_ISREG(st.st_mode);
 }
 
 /* The unfinished file a sink at path is written to by process pid, "<path>.part-<pid>", into
@@ -81,7 +81,7 @@ static int sinks_open_all(sinks *s, cin_err *err)
     for (int i = 0; i < c->n_sinks; i++) {
         const pipe_sink *k = &c->sinks[i];
         char *part = s->part[i];
-        if (sinks_renamed_into_place(k->path)) {
+        if (sinks_renamed_into_place(k)) {
             sinks_part_name(k->path, (long)getpid(), part, sizeof s->part[i]);
             if (!part[0])
                 return cin_err_set(err, CIN_E_CONFIG, "%s: sinks[%d].path: too long", c->path,

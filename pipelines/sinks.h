@@ -40,9 +40,10 @@ int sinks_write(sinks *s, const sink_result *res, const float *row, cin_err *err
  * than the sink's flush interval are submitted; never waits for the disk. */
 int sinks_tick(sinks *s, double now, cin_err *err);
 
-/* Closes and frees every sink; their files replace the results they name when keep, and are
- * removed otherwise. A sink whose writes failed is kept too: a text sink was cut back to its
- * whole records and an npy sink holds the rows of its last flush, so results already
+/* Closes and frees every sink. The files of sinks that replace theirs (pipe_sink.replace)
+ * are renamed over the paths they name when keep, and removed otherwise; sinks written in
+ * place stay as written. A sink whose writes failed is kept too: a text sink was cut back to
+ * its whole records and an npy sink holds the rows of its last flush, so results already
  * written are not lost. Returns the first error (err may be NULL). NULL is allowed. */
 int sinks_close(sinks *s, int keep, cin_err *err);
 

@@ -328,6 +328,7 @@ static const struct {
     {"sinks: [{type: npy, path: '-'}]", "sinks[0].path", "npy cannot go to stdout"},
     {"sinks: [{type: jsonl, path: a}, {type: tsv, path: b}]", "sinks[1].type", "got 'tsv'"},
     {"sinks: [{type: npy, path: a, flush: 1}]", "sinks[0].flush", "only for jsonl and csv"},
+    {"sinks: [{type: npy, path: a, replace: 1}]", "sinks[0].replace", "true or false"},
     {"sinks: [{type: csv, path: a, flush: -1}]", "sinks[0].flush", "non-negative"},
     {"sinks: [{type: jsonl, path: a, flush: 7200}]", "sinks[0].flush", "at most 3600"},
     {"sinks: [{path: a}]", "sinks[0].type", "missing"},
@@ -443,6 +444,39 @@ static void test_live_sources_take_timeouts_and_reconnect_by_default(void)
     CU_ASSERT(c->sources[0].open_timeout == 0 && c->sources[0].read_timeout == 0);
     CU_ASSERT(!c->sources[0].reconnect.on);
     pipe_config_free(c);
+}
+
+/* File sinks replace their files whole at the end when every source ends by itself, and are
+ * written in place, to be followed, when one is live; `replace` says otherwise. */
+static void test_sinks_replace_their_files_unless_a_source_is_live(void)
+{
+    static const struct {
+        const char *source, *sink;
+        int replace;
+    } cases[] = {
+        {"source: {uri: clip.mp4}", "{type: jsonl, path: r.jsonl}", 1},
+        {"source: {uri: 'rtsp://cam/1'}", "{type: jsonl, path: r.jsonl}", 0},
+        {"sources: [{uri: clip.mp4}, {uri: /dev/video0}]", "{type: csv, path: r.csv}", 0},
+        {"source: {type: skeleton, uri: '-', format: jsonl}", "{type: npy, path: r.npy}", 0},
+        {"source: {type: skeleton, uri: rows.jsonl, format: jsonl}",
+         "{type: npy, path: r.npy}", 1},
+        {"source: {uri: 'rtsp://cam/1'}", "{type: jsonl, path: r.jsonl, replace: true}", 1},
+        {"source: {uri: clip.mp4}", "{type: jsonl, path: r.jsonl, replace: false}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        const char *path;
+        pipe_config *c;
+        cin_err err;
+        snprintf(text, sizeof text, "%s\nmodel: {arch: %s}\nsinks: [%s]\n", cases[i].source,
+                 strstr(cases[i].source, "skeleton") ? "stgcn" : "x3d, size: xs", cases[i].sink);
+        int rc = load_text(text, &path, &c, &err);
+        if (rc)
+            fprintf(stderr, "\n  case %zu: %s\n", i, err.msg);
+        CU_ASSERT_EQUAL_FATAL(rc, 0);
+        CU_ASSERT_EQUAL(c->sinks[0].replace, cases[i].replace);
+        pipe_config_free(c);
+    }
 }
 
 static void test_every_live_setting_is_read(void)
@@ -739,6 +773,8 @@ int test_config_register(void)
         {"row_sockets_take_timeouts_and_row_files_do_not",
          test_row_sockets_take_timeouts_and_row_files_do_not},
         {"every_live_setting_is_read", test_every_live_setting_is_read},
+        {"sinks_replace_their_files_unless_a_source_is_live",
+         test_sinks_replace_their_files_unless_a_source_is_live},
         {"live_keys_are_refused_where_they_do_not_apply",
          test_live_keys_are_refused_where_they_do_not_apply},
         {"skeleton_variant_agcn_leaves_the_layout_unset",

@@ -415,10 +415,9 @@ static void test_a_source_down_at_start_is_waited_for(void)
     int refused = tl_wait_text(log, "; retrying", 20);
     tl_sleep(0.5);
     CU_ASSERT_EQUAL_FATAL(tl_server_listen(&srv), 0);
-    char part[512], last[32];
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)pid);
+    char last[32];
     snprintf(last, sizeof last, "\"frame\": %d,", TL_TS_FRAMES - 1);
-    int done = tl_wait_text(part, last, 20);
+    int done = tl_wait_text(out, last, 20); /* a live source's results are written in place */
     kill(pid, SIGINT);
     int status = tu_reap(pid, 10);
     tl_server_stop(&srv);
@@ -449,10 +448,8 @@ static void test_a_frozen_source_does_not_stall_the_others(void)
     CU_ASSERT_EQUAL(tu_write_file(yaml, text, strlen(text)), 0);
     const char *log = tu_tmp_path("two.log"), *stats = tu_tmp_path("two.json");
     pid_t pid = tl_cin_run(yaml, stats, log);
-    char part[512];
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)pid);
     /* the clip's last frame, 254, while the other source still waits for its server */
-    int done = tl_wait_text(part, "\"frame\": 254,", 30);
+    int done = tl_wait_text(out, "\"frame\": 254,", 30);
     kill(pid, SIGINT);
     int status = tu_reap(pid, 10);
     tl_server_stop(&srv);
@@ -561,9 +558,7 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
     pid_t srv = tl_rtsp_start(port, slog);
     CU_ASSERT_FATAL(srv > 0);
     pid_t cin = tl_cin_run(yaml, stats, log);
-    char part[512];
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)cin);
-    int first = tl_wait_text(part, "\"frame\"", 20);
+    int first = tl_wait_text(out, "\"frame\"", 20);
     int early = tl_wait_text(log, "reconnecting", 0);   /* the server is still up */
 
     tu_reap(srv, 0);                               /* killed mid-clip */
@@ -578,7 +573,7 @@ static void test_rtsp_server_restart_reconnects_and_keeps_producing(void)
      * a result of the new connection is the first one after the jump in frame numbers */
     int largest, resumed = 0;
     for (double end = tl_now() + 20; !resumed && tl_now() < end; tl_sleep(0.05))
-        resumed = tl_frame_jumps(part, "0", &largest) > 0;
+        resumed = tl_frame_jumps(out, "0", &largest) > 0;
 
     kill(cin, SIGINT);
     int status = tu_reap(cin, 10);
@@ -618,7 +613,7 @@ typedef struct tl_rtsp {
 static void tl_rtsp_until_result(tl_rtsp *t, const char *name, int port_salt, const char *keys)
 {
     int port = 20000 + (getpid() + port_salt) % 20000;
-    char uri[64], file[64], part[512];
+    char uri[64], file[64];
     snprintf(uri, sizeof uri, "rtsp://127.0.0.1:%d/clip", port);
     snprintf(file, sizeof file, "%s.jsonl", name);
     const char *out = tu_tmp_path(file);
@@ -632,8 +627,7 @@ static void tl_rtsp_until_result(tl_rtsp *t, const char *name, int port_salt, co
     snprintf(file, sizeof file, "%s.json", name);
     t->stats = tu_tmp_path(file);
     t->cin = tl_cin_run(yaml, t->stats, t->log);
-    snprintf(part, sizeof part, "%s.part-%ld", out, (long)t->cin);
-    t->got = tl_wait_text(part, "\"frame\"", 20);
+    t->got = tl_wait_text(out, "\"frame\"", 20);
 }
 
 /* The real RTSP server frozen mid-stream (SIGSTOP: its connection stays open, silent) ends
