@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define SUITE(name) int name##_register(void);
 #include "suites.h"
 #undef SUITE
@@ -16,6 +18,7 @@
 static void time_limit_reached(int sig)
 {
     (void)sig;
+    tu_kill_children(); /* the servers and cin-runs a test started go too */
     static const char msg[] = "\ncin-tests: time limit reached (CIN_TESTS_TIMEOUT): a test hangs\n";
     ssize_t said = write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(said < 0 ? 125 : 124);

@@ -45,7 +45,7 @@ static void tl_sleep(double secs)
 /* Starts argv[0] with stdout and stderr to log; the child is its own process group. */
 static pid_t tl_spawn(char *const argv[], const char *log)
 {
-    pid_t pid = fork();
+    pid_t pid = tu_fork();
     if (pid != 0)
         return pid;
     setpgid(0, 0);

@@ -573,7 +573,7 @@ static double mgt_peak_rss(const char *bin, const char *base, char paths[][64], 
     for (int i = 0; i < n; i++)
         argv[a++] = paths[i];
     argv[a] = NULL;
-    pid_t pid = fork();
+    pid_t pid = tu_fork();
     if (pid == 0) {
         if (!freopen(log, "w", stderr) || mgt_no_quarantine() < 0)
             _exit(126);

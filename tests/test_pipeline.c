@@ -359,7 +359,7 @@ static void test_sigint_leaves_complete_sinks_and_exits_zero(void)
              "model: {arch: x3d, size: s}\n"
              "sinks: [{type: jsonl, path: sig.jsonl}, {type: npy, path: sig.npy}]\n", cwd);
     const char *yaml = write_yaml("sig.yaml", text), *bin = getenv("CIN_RUN");
-    pid_t pid = fork();
+    pid_t pid = tu_fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
         freopen("/dev/null", "w", stderr);
@@ -400,7 +400,7 @@ static void test_second_sigint_leaves_the_queue_and_closes_sinks_complete(void)
     const char *yaml = write_yaml("sig2.yaml", text), *bin = getenv("CIN_RUN");
     const char *old = tu_tmp_path("sig2.jsonl"), *stats = tu_tmp_path("sig2.json");
     CU_ASSERT_EQUAL_FATAL(tu_write_file(old, "{\"earlier\": 1}\n", 15), 0);
-    pid_t pid = fork();
+    pid_t pid = tu_fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
         freopen("/dev/null", "w", stderr);
@@ -454,7 +454,7 @@ static void test_sigterm_stops_a_source_waiting_for_input(void)
     const char *bin = getenv("CIN_RUN");
     int quiet[2];
     CU_ASSERT_EQUAL_FATAL(pipe(quiet), 0);
-    pid_t pid = fork();
+    pid_t pid = tu_fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
         dup2(quiet[0], STDIN_FILENO);

@@ -173,17 +173,53 @@ static double tu_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* Children not reaped yet; a signal handler reads it, so it is plain sig_atomic_t slots. */
+#define TU_MAX_CHILDREN 64
+static volatile sig_atomic_t tu_children[TU_MAX_CHILDREN];
+
+int tu_fork(void)
+{
+    pid_t pid = fork();
+    for (int i = 0; pid > 0 && i < TU_MAX_CHILDREN; i++) {
+        if (tu_children[i] == 0) {
+            tu_children[i] = pid;
+            break;
+        }
+    }
+    return pid;
+}
+
+static void tu_forget(int pid)
+{
+    for (int i = 0; i < TU_MAX_CHILDREN; i++)
+        if (tu_children[i] == pid)
+            tu_children[i] = 0;
+}
+
+void tu_kill_children(void)
+{
+    for (int i = 0; i < TU_MAX_CHILDREN; i++) {
+        if (tu_children[i] > 0) {
+            kill(-(pid_t)tu_children[i], SIGKILL);
+            kill((pid_t)tu_children[i], SIGKILL);
+        }
+    }
+}
+
 int tu_reap(int pid, double secs)
 {
     int status = 0;
     struct timespec tick = {0, 10 * 1000 * 1000};
     for (double end = tu_now() + secs; tu_now() < end; nanosleep(&tick, NULL)) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            tu_forget(pid);
             return status;
+        }
     }
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
+    tu_forget(pid);
     return -1;
 }
 

@@ -20,10 +20,18 @@ unsigned char *tu_read_file(const char *path, size_t *len);
 /* Writes len bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
 
+/* fork(), with the child remembered until tu_reap, so that tu_kill_children can end it if
+ * the run is cut short. */
+int tu_fork(void);
+
 /* Waits up to secs for child pid; if it is still running then, kills it (and its process
  * group, if it leads one) so that no test outlives its bound. Returns its wait status, or -1
  * when it had to be killed. */
 int tu_reap(int pid, double secs);
+
+/* Kills every child tu_fork made and tu_reap has not reaped, with their process groups; only
+ * async-signal-safe calls, for the runner's time limit. */
+void tu_kill_children(void);
 
 /* Copies the video stream of `in` to `out` (container from its name) without decoding: the
  * first max_packets packets (<= 0: all), those from packet gap_after on (< 0: none) moved
