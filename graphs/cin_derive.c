@@ -2,6 +2,7 @@
  * or transformer checkpoint that cin-run and cin-bench load like the source. See
  * docs/derive.md; the library part is graphs/derive*.c. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,9 @@ static int parse_value(derive_opts *o, const char *a, const char *v)
         double *dst = a[2] == 'r' ? &o->ratio : &o->stage_ratio;
         errno = 0;
         *dst = strtod(v, &end);
-        if (errno || end == v || *end)
-            return fprintf(stderr, "cin-derive: %s expects a number, found '%s'\n", a, v), -1;
+        if (errno || end == v || *end || !(*dst >= 0.0 && *dst < 1.0))
+            return fprintf(stderr, "cin-derive: %s expects a fraction in [0, 1), found '%s'\n",
+                           a, v), -1;
         return 0;
     }
     return fprintf(stderr, "cin-derive: unknown option %s\n", a), -1;
@@ -79,6 +81,7 @@ static int parse_args(derive_opts *o, int argc, char **argv)
 int main(int argc, char **argv)
 {
     derive_opts o = {.norm = DERIVE_L1};
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), as a full disk */
     int rc = parse_args(&o, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;

@@ -2,6 +2,7 @@
  * each arrival as DIR/merged_<k>.safetensors (k = models merged so far, from 1, or on from the
  * count of a merge it resumes). See docs/merge.md; the library part is graphs/merge.c. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,7 @@ static int parse_args(cli *c, int argc, char **argv)
     c->o.buffers = c->buffers + skip;
     c->o.n_buffers = c->n_buffers - skip;
     if (!c->base || !c->out_dir || i >= argc) {
+        fprintf(stderr, "cin-merge: give --base, --out-dir and at least one fine-tuned model\n");
         usage(stderr);
         return -1;
     }
@@ -210,6 +212,7 @@ int main(int argc, char **argv)
              .buffers = calloc((size_t)argc + 8, sizeof(char *))};
     if (!c.sum_only || !c.buffers)
         return fprintf(stderr, "cin-merge: out of memory\n"), 1;
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), as a full disk */
     int rc = parse_args(&c, argc, argv);
     if (rc == 0)
         rc = make_dir(c.out_dir) == 0 ? merge_run(&c, argc, argv) : 1;

@@ -158,6 +158,39 @@ static int merge_check(const merge_state *m, const st_file *f, cin_err *err)
     return 0;
 }
 
+/* The first non-finite value of f's tensors, named; buf holds max numel floats. A NaN or an
+ * infinity would reach LAPACK, whose SVD does not return on one. */
+static int merge_check_finite(const merge_state *m, const st_file *f, float *buf, cin_err *err)
+{
+    for (int i = 0; i < m->n; i++) {
+        const merge_tensor *t = &m->t[i];
+        int rc = st_read_f32(f, t->name, t->ndim, t->shape, buf, err);
+        if (rc != 0)
+            return rc;
+        for (size_t j = 0; j < t->numel; j++) {
+            if (!isfinite(buf[j]))
+                return cin_err_set(err, CIN_E_FORMAT, "%s: tensor '%s': element %zu is %g, "
+                                   "expected a finite number", st_path(f), t->name, j,
+                                   (double)buf[j]);
+        }
+    }
+    return 0;
+}
+
+/* The merge after an arrival must still be finite: float32 sums of huge weights overflow. */
+static int merge_check_result(const merge_state *m, const char *path, cin_err *err)
+{
+    for (int i = 0; i < m->n; i++) {
+        const merge_tensor *t = &m->t[i];
+        for (size_t j = 0; j < t->numel; j++) {
+            if (!isfinite(t->merged[j]))
+                return cin_err_set(err, CIN_E_INVAL, "%s: merging it overflowed float32 in "
+                                   "tensor '%s' (element %zu)", path, t->name, j);
+        }
+    }
+    return 0;
+}
+
 /* ---- creation ---- */
 
 static int opcm_ws_init(merge_state *m, cin_err *err);
@@ -212,6 +245,8 @@ int merge_create(const char *base_path, const merge_opts *opts, merge_state **ou
                   : cin_err_set(err, CIN_E_NOMEM, "%s: no memory for the tensor list",
                                 base_path);
     }
+    if (rc == 0)
+        rc = merge_check_finite(m, m->base, m->base_buf, err);
     if (rc == 0 && opts->method == MERGE_OPCM)
         rc = opcm_ws_init(m, err);
     if (rc != 0) {
@@ -557,6 +592,7 @@ int merge_add(merge_state *m, const char *path, cin_err *err)
     if (rc != 0)
         return rc;
     rc = merge_check(m, f, err);
+    rc = rc ? rc : merge_check_finite(m, f, m->task_buf, err);
     if (rc == 0) {
         if (m->o.method == MERGE_OPCM)
             rc = m->count ? opcm_next(m, f, err) : opcm_first(m, f, err);
@@ -564,6 +600,7 @@ int merge_add(merge_state *m, const char *path, cin_err *err)
             rc = task_arithmetic_add(m, f, err);
         else
             rc = average_add(m, f, err);
+        rc = rc ? rc : merge_check_result(m, path, err);
         if (rc != 0)
             m->broken = 1;
         else
@@ -732,7 +769,7 @@ static int resume_number(const st_file *f, const char *key, double *out, cin_err
 static int resume_state(const merge_state *m, const st_file *f, double state[3], cin_err *err)
 {
     int rc = resume_number(f, "cin.merge.models", &state[0], err);
-    if (rc == 0 && (state[0] != floor(state[0]) || state[0] > INT32_MAX))
+    if (rc == 0 && (state[0] != floor(state[0]) || state[0] >= INT32_MAX))
         rc = cin_err_set(err, CIN_E_FORMAT, "%s: metadata 'cin.merge.models' is '%s', "
                          "expected a whole count", st_path(f), st_meta(f, "cin.merge.models"));
     state[1] = 0.0;
@@ -756,6 +793,7 @@ int merge_resume(merge_state *m, const char *path, cin_err *err)
         return rc;
     rc = resume_check_settings(m, f, err);
     rc = rc ? rc : merge_check(m, f, err);
+    rc = rc ? rc : merge_check_finite(m, f, m->task_buf, err);
     rc = rc ? rc : resume_state(m, f, state, err);
     for (int i = 0; rc == 0 && i < m->n; i++)
         rc = st_read_f32(f, m->t[i].name, m->t[i].ndim, m->t[i].shape, m->t[i].merged, err);

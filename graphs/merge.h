@@ -65,16 +65,17 @@ int merge_method_parse(const char *s, merge_method *out, cin_err *err);
 int merge_variant_parse(const char *s, merge_variant *out, cin_err *err);
 const char *merge_method_name(merge_method m);
 
-/* Opens the base model (every tensor must be F32) and allocates the running merge, one float
- * per base weight. The base file stays mapped until merge_free. */
+/* Opens the base model (every tensor must be F32 and finite) and allocates the running merge,
+ * one float per base weight. The base file stays mapped until merge_free. */
 int merge_create(const char *base_path, const merge_opts *opts, merge_state **out,
                  cin_err *err);
 
 /* Folds the fine-tuned model at path into the merge. The file is checked first: the same
- * tensor names and shapes as the base, all F32 (CIN_E_NOTFOUND, CIN_E_SHAPE, CIN_E_FORMAT
- * name the file and the tensor); on such an error the merge is unchanged. An error after the
- * check (CIN_E_NOMEM, an SVD that does not converge) leaves the merge invalid: later
- * merge_add and merge_write calls fail with CIN_E_INVAL. */
+ * tensor names and shapes as the base, all F32 and finite (CIN_E_NOTFOUND, CIN_E_SHAPE,
+ * CIN_E_FORMAT name the file and the tensor); on such an error the merge is unchanged. An
+ * error after the check (CIN_E_NOMEM, an SVD that does not converge, a merge that overflows
+ * float32) leaves the merge invalid: later merge_add and merge_write calls fail with
+ * CIN_E_INVAL. */
 int merge_add(merge_state *m, const char *path, cin_err *err);
 
 /* Number of models merged so far. */

@@ -306,6 +306,73 @@ static void test_non_f32_model_is_refused_naming_the_dtype(void)
     CU_ASSERT(mgt_has(err.msg, p, "'w'", "F16, expected F32"));
 }
 
+/* ft_k with element 0 of tensor `name` set to v. */
+static void mgt_write_with_value(const char *path, int k, const char *name, float v)
+{
+    st_file *f;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(st_open(mgt_ft(k), &f, &err) == 0);
+    int n = st_count(f);
+    st_out outs[32];
+    for (int i = 0; i < n && i < 32; i++) {
+        st_info info;
+        st_info_at(f, i, &info);
+        float *d = malloc(info.nbytes);
+        CU_ASSERT_FATAL(st_read_f32(f, info.name, -1, NULL, d, &err) == 0);
+        if (strcmp(info.name, name) == 0)
+            d[0] = v;
+        outs[i] = (st_out){info.name, info.ndim, {0}, d};
+        memcpy(outs[i].shape, info.shape, sizeof outs[i].shape);
+    }
+    CU_ASSERT_FATAL(st_write(path, outs, n, NULL, &err) == 0);
+    for (int i = 0; i < n; i++)
+        free((float *)outs[i].data);
+    st_close(f);
+}
+
+/* An infinity or a NaN in a model is refused before it reaches the SVD (LAPACK's does not
+ * return on one), naming the tensor and the element, and leaves the merge as it was. */
+static void test_non_finite_values_are_refused_naming_the_tensor(void)
+{
+    const char *inf = tu_tmp_path("ft_inf.safetensors"), *nan = tu_tmp_path("ft_nan.safetensors");
+    mgt_write_with_value(inf, 2, "head.weight", INFINITY);
+    mgt_write_with_value(nan, 2, "norm.bias", NAN);
+    merge_opts o = merge_opts_default(MERGE_OPCM);
+    merge_state *m;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+    CU_ASSERT_EQUAL_FATAL(merge_add(m, mgt_ft(1), &err), 0);
+    CU_ASSERT_EQUAL(merge_add(m, inf, &err), CIN_E_FORMAT);
+    CU_ASSERT(mgt_has(err.msg, inf, "'head.weight': element 0 is inf", "finite"));
+    CU_ASSERT_EQUAL(merge_add(m, nan, &err), CIN_E_FORMAT);
+    CU_ASSERT(mgt_has(err.msg, "'norm.bias': element 0 is nan", NULL, NULL));
+    CU_ASSERT_EQUAL(merge_count(m), 1);
+    CU_ASSERT_EQUAL(merge_add(m, mgt_ft(2), &err), 0); /* the merge goes on unharmed */
+    const char *out = tu_tmp_path("after_inf.safetensors");
+    CU_ASSERT_FATAL(merge_write(m, out, &err) == 0);
+    st_file *golden;
+    CU_ASSERT_FATAL(st_open(MGT_DIR "opcm.safetensors", &golden, &err) == 0);
+    CU_ASSERT(mgt_err_vs_golden(out, golden, 2) <= MGT_TOL);
+    st_close(golden);
+    merge_free(m);
+}
+
+/* Finite weights near float32's limit whose average overflows: refused, not written as inf. */
+static void test_a_merge_that_overflows_is_refused(void)
+{
+    const char *big = tu_tmp_path("ft_big.safetensors");
+    mgt_write_with_value(big, 1, "head.bias", 3e38f);
+    merge_opts o = merge_opts_default(MERGE_AVERAGE);
+    merge_state *m;
+    cin_err err = {0};
+    CU_ASSERT_FATAL(merge_create(MGT_DIR "base.safetensors", &o, &m, &err) == 0);
+    CU_ASSERT_EQUAL_FATAL(merge_add(m, big, &err), 0);
+    CU_ASSERT_EQUAL(merge_add(m, big, &err), CIN_E_INVAL);
+    CU_ASSERT(mgt_has(err.msg, big, "overflowed float32", "'head.bias'"));
+    CU_ASSERT_EQUAL(merge_write(m, tu_tmp_path("overflow.safetensors"), &err), CIN_E_INVAL);
+    merge_free(m);
+}
+
 static void test_bad_options_and_early_write_are_refused(void)
 {
     merge_opts o = merge_opts_default(MERGE_OPCM);
@@ -643,6 +710,8 @@ int test_merge_register(void)
         MGT_T(test_model_with_a_wrong_shape_is_refused_naming_both_shapes),
         MGT_T(test_model_with_an_extra_tensor_is_refused_naming_it),
         MGT_T(test_non_f32_model_is_refused_naming_the_dtype),
+        MGT_T(test_non_finite_values_are_refused_naming_the_tensor),
+        MGT_T(test_a_merge_that_overflows_is_refused),
         MGT_T(test_bad_options_and_early_write_are_refused),
         MGT_T(test_a_resumed_merge_equals_an_uninterrupted_one),
         MGT_T(test_resuming_with_other_options_is_refused_naming_the_key),
