@@ -47,6 +47,18 @@ int cin_err_wrap(cin_err *err, int code, const char *fmt, ...)
     return cin_err_set(err, code, "%s: %s", context, detail);
 }
 
+void cin_err_also(cin_err *err, const cin_err *more)
+{
+    if (!err || !more || !more->msg[0])
+        return;
+    const char *parts[2] = {"; also ", more->msg};
+    size_t len = strlen(err->msg), cap = sizeof err->msg - 1;
+    for (int k = 0; k < 2; k++)
+        for (const char *p = parts[k]; *p && len < cap; p++)
+            err->msg[len++] = *p;
+    err->msg[len] = '\0';
+}
+
 void cin_err_clear(cin_err *err)
 {
     if (!err)

@@ -17,6 +17,10 @@ int cin_err_set(cin_err *err, int code, const char *fmt, ...)
 int cin_err_wrap(cin_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Adds a second failure's message after err's ("<message>; also <more>"), keeping err's code,
+ * so that one report names every part that failed. */
+void cin_err_also(cin_err *err, const cin_err *more);
+
 void cin_err_clear(cin_err *err);
 
 #endif

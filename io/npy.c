@@ -5,11 +5,13 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "io/npy.c reads and writes '<f4' data as is and needs a little-endian host"
@@ -544,6 +546,32 @@ int npy_writer_flush(npy_writer *w, cin_err *err)
     return 0;
 }
 
+/* After a failed write (a full disk), the closed file is made a valid array of the rows that
+ * reached it whole: cut back to them, and the header rewritten with their count in the bytes
+ * it already has, so no new space is needed. 0 when done. */
+static int npy_writer_salvage(const npy_writer *w)
+{
+    int fd = open(w->path, O_RDWR | O_CLOEXEC), ok = 0;
+    struct stat st;
+    size_t row_bytes = w->row_floats * sizeof(float);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (size_t)st.st_size >= w->header_total) {
+        int64_t shape[NPY_MAX_DIMS];
+        memcpy(shape, w->shape, sizeof shape);
+        int64_t on_disk = row_bytes ? (int64_t)(((size_t)st.st_size - w->header_total) /
+                                                row_bytes)
+                                    : shape[0];
+        shape[0] = on_disk < shape[0] ? on_disk : shape[0];
+        char hdr[NPY_HDR_CAP];
+        npy_build_header(hdr, w->ndim, shape, w->header_total);
+        ok = ftruncate(fd, (off_t)(w->header_total + (size_t)shape[0] * row_bytes)) == 0 &&
+             pwrite(fd, hdr, w->header_total, 0) == (ssize_t)w->header_total;
+    }
+    if (fd >= 0)
+        close(fd);
+    return ok ? 0 : -1;
+}
+
 int npy_writer_close(npy_writer *w, cin_err *err)
 {
     if (!w)
@@ -551,6 +579,8 @@ int npy_writer_close(npy_writer *w, cin_err *err)
     int rc = npy_writer_flush(w, err);
     if (fclose(w->fp) != 0 && !rc)
         rc = cin_err_set(err, CIN_E_IO, "%s: cannot close: %s", w->path, strerror(errno));
+    if (w->failed && npy_writer_salvage(w) != 0 && !rc)
+        rc = cin_err_set(err, CIN_E_IO, "%s: cannot cut back to whole rows", w->path);
     free(w->path);
     free(w);
     return rc;

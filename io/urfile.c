@@ -10,17 +10,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Record ends remembered per buffer; past that many, the newest replaces the last. */
+#define URFILE_MAX_ENDS 4096
+
 struct urfile {
     int fd, is_stdout;
     struct io_uring ring;
     char *buf[2];
     size_t len[2];
+    uint32_t *ends[2];      /* offsets in the buffer where records end, ascending */
+    int n_ends[2];
     int fill;               /* the buffer being filled */
     int busy;               /* the buffer being written, or -1 */
     size_t busy_done;       /* its bytes written so far (after short writes) */
     int64_t offset;         /* file offset of the busy buffer (a regular file of ours);
                                -1: the file's own position (stdout, a pipe, a device) */
     int64_t acked;          /* bytes written in whole buffers */
+    int64_t whole;          /* a regular file's bytes written up to a record's end */
     double flush_every, now, last_submit;
     int failed;             /* the first write's errno, sticky */
     char *name;
@@ -31,13 +37,29 @@ static int urfile_error(const urfile *f, cin_err *err)
     return cin_err_set(err, CIN_E_IO, "%s: write failed: %s", f->name, strerror(f->failed));
 }
 
-/* Keeps the first failure; a file of ours is cut back to whole buffers, so to whole records. */
+/* The file offset after the last record end among the first `done` bytes of buffer b, which
+ * is written from `start`; `below` when none ends there. */
+static int64_t urfile_last_end(const urfile *f, int b, int64_t start, size_t done,
+                               int64_t below)
+{
+    for (int i = f->n_ends[b] - 1; i >= 0; i--)
+        if (f->ends[b][i] <= done)
+            return start + f->ends[b][i];
+    return below;
+}
+
+/* Keeps the first failure; a file of ours is cut back to its last whole record, also within
+ * the buffer that was being written when the disk filled. */
 static void urfile_fail(urfile *f, int e)
 {
     if (f->failed)
         return;
     f->failed = e ? e : EIO;
-    if (f->offset >= 0 && ftruncate(f->fd, f->acked) != 0)
+    if (f->offset < 0)
+        return;
+    int64_t cut = f->busy < 0 ? f->whole
+                              : urfile_last_end(f, f->busy, f->offset, f->busy_done, f->whole);
+    if (ftruncate(f->fd, cut) != 0)
         f->failed = f->failed ? f->failed : errno;
 }
 
@@ -70,9 +92,12 @@ static void urfile_complete(urfile *f, int res)
         return;
     }
     f->acked += (int64_t)f->len[f->busy];
-    if (f->offset >= 0)
+    if (f->offset >= 0) {
+        f->whole = urfile_last_end(f, f->busy, f->offset, f->len[f->busy], f->whole);
         f->offset += (int64_t)f->len[f->busy];
+    }
     f->len[f->busy] = 0;
+    f->n_ends[f->busy] = 0;
     f->busy = -1;
     f->busy_done = 0;
 }
@@ -114,15 +139,19 @@ static void urfile_rotate(urfile *f)
 static int urfile_alloc(urfile *f, const char *path)
 {
     f->name = strdup(strcmp(path, "-") ? path : "stdout");
-    f->buf[0] = malloc(URFILE_BUFFER);
-    f->buf[1] = malloc(URFILE_BUFFER);
-    return f->name && f->buf[0] && f->buf[1];
+    for (int b = 0; b < 2; b++) {
+        f->buf[b] = malloc(URFILE_BUFFER);
+        f->ends[b] = malloc(sizeof(uint32_t) * URFILE_MAX_ENDS);
+    }
+    return f->name && f->buf[0] && f->buf[1] && f->ends[0] && f->ends[1];
 }
 
 static void urfile_release(urfile *f)
 {
-    free(f->buf[0]);
-    free(f->buf[1]);
+    for (int b = 0; b < 2; b++) {
+        free(f->buf[b]);
+        free(f->ends[b]);
+    }
     free(f->name);
     free(f);
 }
@@ -163,6 +192,13 @@ int urfile_open(const char *path, double flush_every, urfile **out, cin_err *err
     return 0;
 }
 
+/* The record just appended ends at the fill buffer's length. */
+static void urfile_mark_end(urfile *f)
+{
+    int b = f->fill, i = f->n_ends[b] < URFILE_MAX_ENDS ? f->n_ends[b]++ : URFILE_MAX_ENDS - 1;
+    f->ends[b][i] = (uint32_t)f->len[b];
+}
+
 int urfile_append(urfile *f, const void *data, size_t n, cin_err *err)
 {
     const char *p = data;
@@ -179,6 +215,8 @@ int urfile_append(urfile *f, const void *data, size_t n, cin_err *err)
         p += take;
         n -= take;
     }
+    if (!f->failed)
+        urfile_mark_end(f);
     if (f->flush_every == 0 && f->busy < 0)
         urfile_rotate(f); /* at once, as no write is in flight: the caller never waits */
     return f->failed ? urfile_error(f, err) : 0;

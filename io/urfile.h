@@ -18,8 +18,9 @@
  *
  * Errors are sticky: after a failed write (disk full, a closed pipe: EPIPE, as cin-run ignores
  * SIGPIPE) every call returns CIN_E_IO with the first failure's reason. A regular file is then
- * cut back to the bytes the kernel acknowledged in whole buffers, so it ends with a whole
- * record. urfile_acked() says how many bytes are safely written.
+ * cut back to the end of the last record the kernel took whole (each urfile_append is one
+ * record), so what was written before the disk filled stays. urfile_acked() says how many
+ * bytes were written in whole buffers.
  *
  * A urfile is not thread-safe: one thread appends to it at a time. Files are independent.
  */

@@ -810,7 +810,12 @@ int pipe_run(const pipe_config *c, const pipe_run_opts *o, pipe_stats *stats, ci
     /* results already written are kept even when the run stops early; a run that fails
      * before its first frame leaves the previous results in place */
     int keep = rc == 0 || stats->frames > 0;
-    int rc_close = sinks_close(r.out, keep, rc ? NULL : err);
+    cin_err close_err = {0};
+    int rc_close = sinks_close(r.out, keep, &close_err);
+    if (rc_close && rc)
+        cin_err_also(err, &close_err); /* a sink that failed at the end too is named */
+    else if (rc_close && err)
+        *err = close_err;
     rc = rc ? rc : rc_close;
     if (!rc && stats->frames == 0 && stats->skipped > 0)
         rc = cin_err_set(err, CIN_E_FORMAT, "%s: no valid record, %lld malformed lines "

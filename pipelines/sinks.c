@@ -173,6 +173,9 @@ int sinks_close(sinks *s, int keep, cin_err *err)
             first = sinks_fail(s, i, rc, &e);
             if (err)
                 *err = e;
+        } else if (rc) {
+            sinks_fail(s, i, rc, &e);
+            cin_err_also(err, &e);
         }
     }
     free(s->nan_row);

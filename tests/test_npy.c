@@ -2,9 +2,12 @@
  * 1.0 to 3.0, any key order and spacing), every error with its code and message, truncation at
  * every byte and a seeded fuzz loop that must never crash. */
 #include <CUnit/Basic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "npy.h"
 #include "util.h"
@@ -459,6 +462,41 @@ static void test_fuzzed_files_read_consistently_or_fail_cleanly(void)
     free(orig);
 }
 
+/* In a child whose files may not pass 10 KiB (as a disk that fills), rows of 100 floats
+ * with no flush: the writer fails, and its file is cut back to the 25 whole rows that fit
+ * (10240 bytes less the 128 of the header) under a header that counts them. */
+static void test_stream_writer_on_a_filled_disk_keeps_the_rows_that_fit(void)
+{
+    const char *path = tu_tmp_path("fsize.npy");
+    pid_t pid = tu_fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {10240, 10240};
+        int64_t row_shape[1] = {100};
+        float row[100];
+        npy_writer *w;
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0 || npy_writer_open(path, 1, row_shape, &w, NULL))
+            _exit(2);
+        int failed = 0;
+        for (int i = 0; i < 60 && !failed; i++) {
+            for (int j = 0; j < 100; j++)
+                row[j] = (float)(i * 100 + j);
+            failed = npy_writer_append(w, row, NULL) != 0;
+        }
+        _exit(npy_writer_close(w, NULL) == CIN_E_IO ? 0 : 1);
+    }
+    int status = tu_reap(pid, 10);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int ndim;
+    int64_t shape[8];
+    float *x = NULL;
+    CU_ASSERT_EQUAL_FATAL(npy_read_f32(path, &ndim, shape, &x, NULL), 0);
+    CU_ASSERT(ndim == 2 && shape[0] == 25 && shape[1] == 100);
+    CU_ASSERT_DOUBLE_EQUAL(x[24 * 100 + 99], 2499.0, 0.0);
+    free(x);
+}
+
 int test_npy_register(void)
 {
     static const struct {
@@ -477,6 +515,7 @@ int test_npy_register(void)
         NPYT_T(test_stream_writer_file_is_valid_after_each_flush_and_close),
         NPYT_T(test_stream_writer_of_scalars_makes_a_vector),
         NPYT_T(test_stream_writer_rejects_bad_arguments),
+        NPYT_T(test_stream_writer_on_a_filled_disk_keeps_the_rows_that_fit),
         NPYT_T(test_truncation_at_every_byte_is_refused),
         NPYT_T(test_fuzzed_files_read_consistently_or_fail_cleanly),
 #undef NPYT_T

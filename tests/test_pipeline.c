@@ -652,6 +652,38 @@ static void test_a_full_disk_keeps_the_results_written_whole(void)
     CU_ASSERT_NOT_EQUAL(system(pattern), 0);
 }
 
+/* Both text sinks hold their results until the end (flush 5 s) and both overflow a 10 KiB
+ * limit as they close: the error names both, and each keeps the lines that fit whole. */
+static void test_every_sink_that_fails_is_named_and_keeps_its_whole_lines(void)
+{
+    write_frames(tu_tmp_path("full2.npy"), 140, 64);
+    const char *yaml = write_yaml("full2.yaml",
+        "source: {type: npy, path: full2.npy}\npreprocess: {crop: 64, resize: 64}\n"
+        "model: {arch: x3d, size: xs}\n"
+        "sinks: [{type: jsonl, path: f2.jsonl, flush: 5}, {type: csv, path: f2.csv, "
+        "flush: 5}]\n");
+    const char *bin = getenv("CIN_RUN"), *log = tu_tmp_path("full2.log");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash -c 'ulimit -f 10; exec \"%s\" --quiet %s 2>%s'",
+             bin ? bin : "../build/cin-run", yaml, log);
+    int status = system(cmd);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    size_t len;
+    char *msg = (char *)tu_read_file(log, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+    int named = strstr(msg, "sinks[0] (") && strstr(msg, "; also ") &&
+                strstr(msg, "sinks[1] (");
+    if (!named)
+        fprintf(stderr, "\n  cin-run said: %s\n", msg);
+    CU_ASSERT(named);
+    free(msg);
+    /* 109 results of about 280 (JSON) and 110 (CSV) bytes: 10 KiB holds some 36 and 90 */
+    int lines = count_lines(tu_tmp_path("f2.jsonl")), rows = count_lines(tu_tmp_path("f2.csv"));
+    CU_ASSERT(lines > 20 && lines < 109);
+    CU_ASSERT_EQUAL(count_json_lines(tu_tmp_path("f2.jsonl")), lines);
+    CU_ASSERT(rows > 50 && rows < 110);
+}
+
 /* An unwritable --stats-json path is refused before the run, not after it. */
 static void test_unwritable_stats_json_is_refused_up_front(void)
 {
@@ -738,6 +770,8 @@ int test_pipeline_register(void)
                          test_closed_stdout_fails_the_sink_and_keeps_the_others) &&
              CU_add_test(s, "a full disk keeps the results written whole",
                          test_a_full_disk_keeps_the_results_written_whole) &&
+             CU_add_test(s, "every sink that fails is named and keeps its whole lines",
+                         test_every_sink_that_fails_is_named_and_keeps_its_whole_lines) &&
              CU_add_test(s, "cin-run exits non-zero with one line",
                          test_cin_run_exits_non_zero_with_one_line);
     return ok ? 0 : -1;

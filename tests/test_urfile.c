@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,6 +100,32 @@ static void test_flush_interval_zero_writes_each_record_at_once(void)
     CU_ASSERT_EQUAL(urfile_close(f, NULL), 0);
 }
 
+/* In a child whose files may not pass 10 KiB (as a disk that fills): 200 records of 100
+ * bytes, one buffer never written whole. The file is cut back to the 102 records that fit,
+ * not to the last whole buffer (none). */
+static void test_a_filled_disk_keeps_every_whole_record(void)
+{
+    const char *path = tu_tmp_path("fsize.txt");
+    pid_t pid = tu_fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {10240, 10240};
+        signal(SIGXFSZ, SIG_IGN);
+        urfile *f;
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0 || urfile_open(path, 60.0, &f, NULL) != 0)
+            _exit(2);
+        char rec[101];
+        for (int i = 0; i < 200; i++) {
+            snprintf(rec, sizeof rec, "%-99d\n", i);
+            urfile_append(f, rec, 100, NULL);
+        }
+        _exit(urfile_close(f, NULL) == CIN_E_IO ? 0 : 1);
+    }
+    int status = tu_reap(pid, 10);
+    CU_ASSERT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(size_of(path), 102 * 100);
+}
+
 static void expect_write_failure(const char *path, const char *reason)
 {
     urfile *f;
@@ -150,6 +177,8 @@ int test_urfile_register(void)
                          test_a_record_longer_than_a_buffer_is_written_intact) &&
              CU_add_test(s, "ticks write records once the interval has passed",
                          test_ticks_write_records_once_the_interval_has_passed) &&
+             CU_add_test(s, "a filled disk keeps every whole record",
+                         test_a_filled_disk_keeps_every_whole_record) &&
              CU_add_test(s, "flush interval zero writes each record at once",
                          test_flush_interval_zero_writes_each_record_at_once) &&
              CU_add_test(s, "a full disk is reported and stays reported",
