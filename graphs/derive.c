@@ -283,7 +283,8 @@ static int find_blocks(dctx *c)
     }
     if (c->n_blocks == 0)
         return cin_err_set(c->err, CIN_E_NOTFOUND, "%s: no bottleneck found: no tensor named "
-                           "'*.%s', is it an X3D checkpoint?", c->o->source, leaf);
+                           "'*.%s', nor the tensors of an ST-GCN or a transformer encoder "
+                           "(docs/derive.md)", c->o->source, leaf);
     return 0;
 }
 
@@ -721,6 +722,10 @@ static int fuse_block(dctx *c, const st_info *info, const char *layer, int part,
     rc = rc ? rc : derive_fuse(info->name, w0 + part * shape[0] * shape[1] * per, info->ndim,
                                shape, o.keep, o.n, i.keep, i.n, found ? &a : NULL,
                                dst + part * shape[0] * n_in * per, c->err);
+    if (rc && parts > 1)
+        cin_err_wrap(c->err, rc, "%s: adapter of %s (rows %lld to %lld of the packed weight)",
+                     c->o->adapters, layer, (long long)(part * shape[0]),
+                     (long long)((part + 1) * shape[0] - 1));
     derive_bufs_free(&bufs);
     return rc;
 }

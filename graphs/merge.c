@@ -730,6 +730,27 @@ int merge_write(const merge_state *m, const char *path, cin_err *err)
 
 /* ---- resuming from a written merge ---- */
 
+/* Names the setting that differs; glob lists, one pattern a line, read as "a, b". */
+static int resume_mismatch(const st_file *f, const char *key, const char *got,
+                           const char *want, cin_err *err)
+{
+    char shown[2][256];
+    const char *from[2] = {got, want};
+    for (int k = 0; k < 2; k++) {
+        size_t n = 0;
+        for (const char *p = from[k]; *p && n + 3 < sizeof shown[k]; p++) {
+            if (*p == '\n')
+                shown[k][n++] = ',', shown[k][n++] = ' ';
+            else
+                shown[k][n++] = *p;
+        }
+        shown[k][n] = '\0';
+    }
+    return cin_err_set(err, CIN_E_INVAL, "%s: metadata '%s' is '%s' but this merge has '%s'; "
+                       "resume with the options the merge was made with", st_path(f), key,
+                       shown[0], shown[1]);
+}
+
 static int resume_check_settings(const merge_state *m, const st_file *f, cin_err *err)
 {
     merge_meta *mm = calloc(1, sizeof *mm);
@@ -744,9 +765,7 @@ static int resume_check_settings(const merge_state *m, const st_file *f, cin_err
                              "cin-merge with method %s", st_path(f), key,
                              merge_method_name(m->o.method));
         else if (strcmp(got, want) != 0)
-            rc = cin_err_set(err, CIN_E_INVAL, "%s: metadata '%s' is '%s' but this merge has "
-                             "'%s'; resume with the options the merge was made with",
-                             st_path(f), key, got, want);
+            rc = resume_mismatch(f, key, got, want, err);
     }
     free(mm);
     return rc;

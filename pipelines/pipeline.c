@@ -196,7 +196,10 @@ static int check_input(const run *r, const mset *m, const pipe_source *s, cin_er
 static const char *set_key(const run *r, const pipe_source *s, const char *f, char *buf)
 {
     int i = (int)(s - r->cfg->sources);
-    const char *key = f == s->weights ? "weights" : f == s->labels ? "labels" : NULL;
+    const char *key = !f                ? NULL
+                      : f == s->weights ? "weights"
+                      : f == s->labels  ? "labels"
+                                        : NULL;
     if (!key)
         return NULL;
     if (r->cfg->n_sources == 1)

@@ -1034,6 +1034,16 @@ static void test_bad_transformer_masks_and_a_wrong_width_are_refused_by_name(voi
     CU_ASSERT_FATAL(st_write(p, &t, 1, NULL, NULL) == 0);
     CU_ASSERT_EQUAL(derive_model(&o, NULL, &err), CIN_E_UNSUPPORTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "layers.1.self_attn.out_proj.out_mask"));
+    /* half a SPLoRA pair on the key projection is named by the adapter, not the packed weight */
+    const char *ad = tu_tmp_path("bad_tfm_adapters.safetensors");
+    st_out cols = {.name = "layers.0.self_attn.k_proj.adapter.cols", .ndim = 3,
+                   .shape = {1, 32, 2}, .data = v};
+    CU_ASSERT_FATAL(st_write(ad, &cols, 1, NULL, NULL) == 0);
+    derive_opts oa = {.source = dg_tfm_source(), .adapters = ad, .ratio = 0.5,
+                      .out = tu_tmp_path("bad_tfm.safetensors")};
+    CU_ASSERT_EQUAL(derive_model(&oa, NULL, &err), CIN_E_NOTFOUND);
+    CU_ASSERT(strstr(err.msg, ad) && strstr(err.msg, "layers.0.self_attn.k_proj") &&
+              strstr(err.msg, "rows 32 to 63") && strstr(err.msg, "needs both"));
     /* a derived file loads as the source's size; a feed-forward wider than that does not */
     o = (derive_opts){.source = dg_tfm_source(), .ratio = 0.25,
                       .out = tu_tmp_path("tfm_ok.safetensors")};
