@@ -747,7 +747,8 @@ static int tl_setup(void)
     av_log_set_level(AV_LOG_QUIET);
     signal(SIGPIPE, SIG_IGN);
     const char *path = tu_tmp_path("clip.ts");
-    if (tu_remux_video(TL_CLIP, path, TL_TS_FRAMES, -1, 0) != 0 || !(tl_ts = tu_read_file(path, &tl_ts_len)))
+    if (tu_remux_video(TL_CLIP, path, TL_TS_FRAMES, -1, 0) != 0 ||
+        !(tl_ts = tu_read_file(path, &tl_ts_len)))
         return -1;
     return 0;
 }

@@ -613,6 +613,21 @@ static void test_closed_stdout_fails_the_sink_and_keeps_the_others(void)
     CU_ASSERT_NOT_EQUAL(system(pattern), 0);
 }
 
+/* cin-run --quiet yaml with its files limited to kib KiB, as a disk that fills; its exit
+ * status, and its stderr (malloc'd, never NULL on return) in *msg. */
+static int run_with_file_limit(const char *yaml, int kib, const char *log, char **msg)
+{
+    const char *bin = getenv("CIN_RUN");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash -c 'ulimit -f %d; exec \"%s\" --quiet %s 2>%s'", kib,
+             bin ? bin : "../build/cin-run", yaml, log);
+    int status = system(cmd);
+    size_t len;
+    *msg = (char *)tu_read_file(log, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*msg);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /* A sink that fills its disk (a 40 KiB file-size limit, the same EFBIG/ENOSPC path) fails the
  * run naming the sink, and keeps the results it wrote whole; the other sink is complete. */
 static void test_a_full_disk_keeps_the_results_written_whole(void)
@@ -622,15 +637,8 @@ static void test_a_full_disk_keeps_the_results_written_whole(void)
         "source: {type: npy, path: full.npy}\npreprocess: {crop: 64, resize: 64}\n"
         "model: {arch: x3d, size: xs}\n"
         "sinks: [{type: jsonl, path: full.jsonl, flush: 0}, {type: csv, path: full.csv}]\n");
-    const char *bin = getenv("CIN_RUN"), *log = tu_tmp_path("full.log");
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "bash -c 'ulimit -f 40; exec \"%s\" --quiet %s 2>%s'",
-             bin ? bin : "../build/cin-run", yaml, log);
-    int status = system(cmd);
-    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-    size_t len;
-    char *msg = (char *)tu_read_file(log, &len);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+    char *msg;
+    CU_ASSERT_EQUAL(run_with_file_limit(yaml, 40, tu_tmp_path("full.log"), &msg), 1);
     int named = strstr(msg, "sinks[0] (") && strstr(msg, "full.jsonl): ") &&
                 strstr(msg, "File too large");
     if (!named)
@@ -662,15 +670,8 @@ static void test_every_sink_that_fails_is_named_and_keeps_its_whole_lines(void)
         "model: {arch: x3d, size: xs}\n"
         "sinks: [{type: jsonl, path: f2.jsonl, flush: 5}, {type: csv, path: f2.csv, "
         "flush: 5}]\n");
-    const char *bin = getenv("CIN_RUN"), *log = tu_tmp_path("full2.log");
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "bash -c 'ulimit -f 10; exec \"%s\" --quiet %s 2>%s'",
-             bin ? bin : "../build/cin-run", yaml, log);
-    int status = system(cmd);
-    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-    size_t len;
-    char *msg = (char *)tu_read_file(log, &len);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+    char *msg;
+    CU_ASSERT_EQUAL(run_with_file_limit(yaml, 10, tu_tmp_path("full2.log"), &msg), 1);
     int named = strstr(msg, "sinks[0] (") && strstr(msg, "; also ") &&
                 strstr(msg, "sinks[1] (");
     if (!named)
