@@ -1160,11 +1160,12 @@ static int pcfg_parse_sinks(const pcfg_map *top, pipe_config *c)
     if (n < 1 || n > PIPE_MAX_SINKS)
         return pcfg_fail(top->ctx, v, "sinks", "expected 1 to %d sinks, got %ld",
                          PIPE_MAX_SINKS, n);
+    int live = pcfg_any_never_ends(c);
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "sinks[%d]", i);
         c->n_sinks = i + 1;
         yaml_node_t *item = pcfg_node(top->ctx, v->data.sequence.items.start[i]);
-        int rc = pcfg_parse_sink(top->ctx, item, name, pcfg_any_never_ends(c), &c->sinks[i]);
+        int rc = pcfg_parse_sink(top->ctx, item, name, live, &c->sinks[i]);
         if (rc)
             return rc;
     }
